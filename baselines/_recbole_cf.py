@@ -1,0 +1,259 @@
+"""Shared runner for the collaborative-filtering baselines: RecBole's model classes, data
+pipeline and trainer on recbench's splits, written as atomic files with ``benchmark_filename``.
+
+Two named training protocols:
+- ``bce``: pointwise BCE on the labelled train rows, early stop on valid AUC (the CoLLM-family
+  baselines). The model's ``calculate_loss`` is swapped for BCE on ``predict``.
+- ``recbole``: RecBole's native training (pairwise BPR with uniform negatives for MF /
+  LightGCN / NGCF, full-softmax CE for SASRec) on the train positives only.
+Either way graph models are built on the train-positive graph only, and scoring is
+``model.predict`` on the labelled valid/test rows, in row order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from bench.config import require
+from bench.data.schema import Split
+from bench.method import Method, RunContext
+
+from baselines._recbole_compat import load_checkpoint, recbole_session
+
+PROTOCOLS = ("bce", "recbole")
+SEQ_PAD = "0"  # recbench item ids start at 1; "0" opens every history (as CoLLM's padding id)
+
+
+@dataclasses.dataclass(frozen=True)
+class CFConfig:
+    protocol: str = "bce"  # bce (pointwise, CoLLM baselines) | recbole (native pairwise / CE)
+    embedding_size: int = 64  # width of user/item embeddings
+    learning_rate: float = 1e-3  # Adam
+    weight_decay: float = 1e-4  # Adam weight decay (published MF search: 1e-4)
+    train_batch_size: int = 2048
+    eval_batch_size: int = 8192
+    epochs: int = 500  # upper bound; early stopping decides
+    stopping_step: int = 20  # patience, in evaluations without valid-AUC improvement
+    eval_step: int = 1  # evaluate on valid every N epochs
+
+    def validate(self) -> None:
+        owner = type(self).__name__
+        require(self.protocol in PROTOCOLS, owner, f"protocol {self.protocol!r} is unknown",
+                f"use one of {PROTOCOLS}")
+        for name in ("embedding_size", "train_batch_size", "eval_batch_size", "epochs", "stopping_step", "eval_step"):
+            require(getattr(self, name) > 0, owner, f"{name} must be > 0", f"set {name} to a positive int")
+        require(self.learning_rate > 0, owner, "learning_rate must be > 0", "e.g. 1e-3")
+        require(self.weight_decay >= 0, owner, "weight_decay must be >= 0", "e.g. 1e-4")
+
+    def model_params(self) -> dict[str, Any]:
+        """RecBole keys specific to the model (subclasses add theirs)."""
+        return {}
+
+
+class RecBoleCF(Method):
+    """Base of the four CF baselines; a subclass names the RecBole model and its config."""
+
+    recbole_model: ClassVar[str]
+    sequential: ClassVar[bool] = False
+    native_neg_sampling: ClassVar[dict | None] = {"distribution": "uniform", "sample_num": 1}
+    variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole"}}
+    default_variant = "bce"
+
+    def __init__(self, config: CFConfig, ctx: RunContext) -> None:
+        super().__init__(config, ctx)
+        self.model = None
+        self.dataset = None
+        self.fit_info: dict[str, Any] = {}
+        self._artifacts: dict[str, str] = {}
+
+    # ---- atomic files -------------------------------------------------------------------
+    def _write_atomic(self, split: Split, root: Path, name: str) -> None:
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        max_len = getattr(self.config, "max_seq_length", 50)
+        for part in ("train", "valid", "test"):
+            df = getattr(split, part)
+            if part == "train" and self.config.protocol == "recbole":
+                df = df[df["label"] == 1]  # pairwise / CE training treats every row as positive
+            out = pd.DataFrame({
+                "user_id:token": df["user"].astype(str),
+                "item_id:token": df["item"].astype(str),
+                "label:float": df["label"].astype(float),
+                "timestamp:float": df["timestamp"].astype(float),
+            })
+            if self.sequential:
+                # history capped to the last max_len - 1 items, opened by the padding token
+                out["item_id_list:token_seq"] = df["history"].map(
+                    lambda h: " ".join([SEQ_PAD] + [str(i) for i in h[-(max_len - 1):]])
+                )
+            out.to_csv(d / f"{name}.{part}.inter", sep="\t", index=False)
+
+    def _recbole_config(self, root: Path, name: str) -> dict[str, Any]:
+        cfg = self.config
+        native = cfg.protocol == "recbole"
+        load_col = ["user_id", "item_id", "label", "timestamp"] + (["item_id_list"] if self.sequential else [])
+        use_gpu = self.ctx.device.startswith("cuda")
+        return {
+            "data_path": str(root), "dataset": name,
+            "benchmark_filename": ["train", "valid", "test"],
+            "field_separator": "\t", "seq_separator": " ",
+            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
+            "LABEL_FIELD": "label", "TIME_FIELD": "timestamp",
+            "load_col": {"inter": load_col},
+            # Without the alias RecBole remaps item_id_list into its own token space, silently
+            # pairing history positions with the wrong item embeddings.
+            "alias_of_item_id": ["item_id_list"] if self.sequential else None,
+            "eval_args": {"mode": "labeled", "order": "TO", "group_by": None, "split": None},
+            "metrics": ["AUC", "LogLoss"], "valid_metric": "AUC",
+            "train_neg_sample_args": self.native_neg_sampling if native else None,
+            "embedding_size": cfg.embedding_size,
+            "learning_rate": cfg.learning_rate, "weight_decay": cfg.weight_decay,
+            "train_batch_size": cfg.train_batch_size, "eval_batch_size": cfg.eval_batch_size,
+            "epochs": cfg.epochs, "stopping_step": cfg.stopping_step, "eval_step": cfg.eval_step,
+            "seed": self.ctx.seed, "reproducibility": True,
+            "use_gpu": use_gpu, "gpu_id": self.ctx.device.split(":")[1] if ":" in self.ctx.device else "0",
+            "checkpoint_dir": str(root / "saved"), "show_progress": False,
+            "state": "WARNING", "log_wandb": False, "worker": 0,
+            **cfg.model_params(),
+        }
+
+    # ---- Method contract ----------------------------------------------------------------
+    def fit(self, split: Split) -> dict[str, Any]:
+        root, name = self.ctx.work_dir / "recbole", f"rb_{split.dataset.replace('-', '_')}"
+        self._write_atomic(split, root, name)
+        with recbole_session():
+            from recbole.config import Config
+            from recbole.data import create_dataset, data_preparation
+            from recbole.trainer import Trainer
+            from recbole.utils import get_model, init_seed
+
+            model_cls = get_model(self.recbole_model)
+            if self.config.protocol == "bce":
+                model_cls = _pointwise(model_cls)
+            config = Config(model=model_cls, dataset=name, config_dict=self._recbole_config(root, name))
+            # RecBole logs through the root logger (e.g. a weight_decay + reg_weight notice for
+            # every graph model); keep its chatter out of ours.
+            logging.getLogger().setLevel(logging.ERROR)
+            init_seed(self.ctx.seed, True)
+            dataset = create_dataset(config)
+            train_data, valid_data, test_data = data_preparation(config, dataset)
+            init_seed(self.ctx.seed, True)
+            # Graph models read dataset.inter_matrix(): give them the train positives only.
+            train_ds = train_data.dataset
+            graph_ds = train_ds.copy(train_ds.inter_feat[train_ds.inter_feat["label"] > 0])
+            self.model = model_cls(config, graph_ds).to(config["device"])
+            trainer = Trainer(config, self.model)
+            best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            # Evaluate the best epoch, not the last (RecBole's reload needs weights_only off).
+            ckpt = load_checkpoint(trainer.saved_model_file, config["device"])
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.model.load_other_parameter(ckpt.get("other_parameter"))
+            self.model.eval()
+            self.dataset = dataset
+            self._eval_data = {"valid": valid_data.dataset, "test": test_data.dataset}
+            self._device = config["device"]
+            self.fit_info = {"best_epoch": int(ckpt.get("epoch", -1)),
+                             "best_valid_auc_recbole": float(best_valid or float("nan")),
+                             "protocol": self.config.protocol}
+        self._save_embeddings(split)
+        return self.fit_info
+
+    def _interaction_for(self, rows: pd.DataFrame):
+        """RecBole Interaction for our rows (ids mapped through RecBole's token table)."""
+        import torch
+        from recbole.data.interaction import Interaction
+
+        ds = self.dataset
+        data = {
+            "user_id": torch.as_tensor(ds.token2id("user_id", rows["user"].astype(str).to_numpy())),
+            "item_id": torch.as_tensor(ds.token2id("item_id", rows["item"].astype(str).to_numpy())),
+        }
+        if self.sequential:
+            max_len = self.config.max_seq_length
+            seqs = [[SEQ_PAD] + [str(i) for i in h[-(max_len - 1):]] for h in rows["history"]]
+            mat = np.zeros((len(seqs), max_len), dtype=np.int64)
+            lens = np.zeros(len(seqs), dtype=np.int64)
+            for r, s in enumerate(seqs):
+                ids = ds.token2id("item_id", s)
+                mat[r, : len(ids)] = ids
+                lens[r] = len(ids)
+            data["item_id_list"] = torch.as_tensor(mat)
+            data["item_length"] = torch.as_tensor(lens)
+        return Interaction(data)
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        import torch
+
+        out = []
+        bs = self.config.eval_batch_size
+        with recbole_session(), torch.no_grad():
+            for start in range(0, len(rows), bs):
+                inter = self._interaction_for(rows.iloc[start:start + bs]).to(self._device)
+                out.append(self.model.predict(inter).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def param_counts(self) -> dict[str, int]:
+        params = list(self.model.parameters())
+        return {"trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+                "total": int(sum(p.numel() for p in params))}
+
+    def artifacts(self) -> dict[str, str]:
+        return self._artifacts
+
+    # ---- embeddings for the LLM methods ------------------------------------------------
+    def embedding_tables(self) -> tuple[Any, Any]:
+        """(user, item) embedding tensors in RecBole's internal id order."""
+        return self.model.user_embedding.weight, self.model.item_embedding.weight
+
+    def _save_embeddings(self, split: Split) -> None:
+        import torch
+
+        with torch.no_grad():
+            users, items = self.embedding_tables()
+        users = users.detach().float().cpu().numpy() if users is not None else None
+        items = items.detach().float().cpu().numpy()
+        out: dict[str, np.ndarray] = {}
+        ds = self.dataset
+        # Re-index from RecBole's internal ids into recbench ids (row i = recbench id i).
+        item_tokens = [str(i) for i in range(split.n_items)]
+        known = [t for t in item_tokens if t in ds.field2token_id["item_id"]]
+        item_tab = np.zeros((split.n_items, items.shape[1]), dtype=np.float32)
+        item_tab[[int(t) for t in known]] = items[ds.token2id("item_id", known)]
+        out["item"] = item_tab
+        if users is not None:
+            user_tokens = [str(u) for u in range(split.n_users)]
+            known_u = [t for t in user_tokens if t in ds.field2token_id["user_id"]]
+            user_tab = np.zeros((split.n_users, users.shape[1]), dtype=np.float32)
+            user_tab[[int(t) for t in known_u]] = users[ds.token2id("user_id", known_u)]
+            out["user"] = user_tab
+        path = self.ctx.artifact_dir / "embeddings.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, **out)
+        tmp.replace(path)
+        self._artifacts["embeddings"] = str(path)
+
+
+_POINTWISE: dict[type, type] = {}
+
+
+def _pointwise(model_cls: type) -> type:
+    """The RecBole model with its loss replaced by BCE-with-logits of ``predict`` on the label."""
+    if model_cls not in _POINTWISE:
+        import torch
+
+        def calculate_loss(self, interaction):  # noqa: ANN001
+            logits = self.predict(interaction)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, interaction["label"].float())
+
+        # Same __name__ (RecBole reads its per-model defaults by it); published as a module
+        # global so RecBole's checkpoint, which pickles the config holding the class, works.
+        cls = type(model_cls.__name__, (model_cls,), {"calculate_loss": calculate_loss, "__module__": __name__})
+        globals()[model_cls.__name__] = cls
+        _POINTWISE[model_cls] = cls
+    return _POINTWISE[model_cls]

@@ -1,0 +1,89 @@
+"""``python -m bench run | ls | report``. Heavy imports happen inside the subcommands."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated ints, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="recbench: reproducible LLM-rec benchmark")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite (finished runs are skipped)")
+    run.add_argument("--suite", required=True, help="suite name (see `ls`) or a YAML path")
+    run.add_argument("--methods", type=_csv, help="comma-separated subset of the suite's methods")
+    run.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
+    run.add_argument("--seeds", type=_ints, help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
+    run.add_argument("--results-dir", default="results", type=Path)
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    run.add_argument("--force", action="store_true", help="redo runs that already have a record")
+    run.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("ls", help="list methods, datasets and suites")
+
+    rep = sub.add_parser("report", help="render results/ as Markdown and LaTeX tables")
+    rep.add_argument("--results-dir", default="results", type=Path)
+    rep.add_argument("--out", default="reports", type=Path)
+    return p
+
+
+def cmd_ls() -> int:
+    from bench.data import DATASETS
+    from bench.registry import method_table
+    from bench.suites import suite_names
+
+    print("methods:")
+    for name, target in method_table().items():
+        print(f"  {name:<18} {target}")
+    print("datasets:")
+    for name, (target, needs_dir, _) in DATASETS.items():
+        print(f"  {name:<18} {'needs --data-dir' if needs_dir else 'embedded'}")
+    print("suites:")
+    for name in suite_names():
+        print(f"  {name}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "ls":
+            return cmd_ls()
+        if args.command == "run":
+            from bench.runner import run_suite
+
+            counts = run_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
+                               methods=args.methods, datasets=args.datasets, seeds=args.seeds,
+                               force=args.force, device=args.device,
+                               progress=not args.no_progress and not os.environ.get("CI"))
+            print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
+                  f"{counts['failed']} failed, {counts['unavailable']} without data")
+            return 1 if counts["failed"] else 0
+        if args.command == "report":
+            from bench.report import render_all
+
+            for path in render_all(args.results_dir, args.out):
+                print(f"wrote {path}")
+            return 0
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

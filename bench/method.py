@@ -1,0 +1,59 @@
+"""The contract every method (CF baseline or LLM recommender) implements.
+
+A method is a class with a frozen ``Config`` dataclass (every field a default), a table of
+named ``variants`` (config overrides, never flags the harness reads), and four calls. The
+harness owns splits, metrics, timing and records; a method only fits and scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from bench.data.schema import Split
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What the harness hands a method: where to work, which seed and device, where artifacts go."""
+
+    dataset: str
+    seed: int
+    device: str
+    work_dir: Path  # scratch space, deleted after the run
+    artifact_dir: Path  # persistent cache (embeddings other methods reuse)
+    split_fingerprint: str
+    run_name: str = ""
+    progress: bool = True
+    log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("bench"))
+
+
+class Method:
+    Config: ClassVar[type]
+    variants: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    default_variant: ClassVar[str] = "default"
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any, ctx: RunContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    def fit(self, split: Split) -> dict[str, Any]:
+        """Train on ``split.train`` selecting on ``split.valid``/``valid_small``; return fit info."""
+        raise NotImplementedError
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """One real-valued score per row (higher = more likely positive)."""
+        raise NotImplementedError
+
+    def param_counts(self) -> dict[str, int]:
+        """``trainable`` and ``total`` parameter counts, measured the same way for all methods."""
+        raise NotImplementedError
+
+    def artifacts(self) -> dict[str, str]:
+        """Paths of persistent outputs (e.g. embeddings), recorded in the run record."""
+        return {}

@@ -1,0 +1,108 @@
+"""Run records: one JSON file per (suite, dataset, method, variant, seed), written atomically.
+
+A finished record (``status: ok``) is never recomputed unless forced; a failed run writes a
+``.failed.json`` beside it and never replaces a finished one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+VERSIONED_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "torch", "recbole", "transformers",
+                      "peft", "torch-geometric")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKey:
+    suite: str
+    dataset: str
+    method: str
+    variant: str
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.dataset}__{self.method}__{self.variant}__seed{self.seed}"
+
+    def path(self, results_dir: Path) -> Path:
+        return results_dir / self.suite / f"{self.stem}.json"
+
+    def failed_path(self, results_dir: Path) -> Path:
+        return results_dir / self.suite / f"{self.stem}.failed.json"
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def write_atomic(path: Path, record: dict[str, Any]) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=False, allow_nan=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("schema_version") == SCHEMA_VERSION else None
+
+
+def is_finished(path: Path, cfg_hash: str, fingerprint: str) -> bool:
+    rec = read_record(path)
+    return bool(rec and rec.get("status") == "ok" and rec.get("config_hash") == cfg_hash
+                and rec.get("split", {}).get("fingerprint") == fingerprint)
+
+
+def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """Every ``*.json`` under results_dir (failed ones and benchmarks excluded); None = unreadable."""
+    for path in sorted(results_dir.rglob("*.json")):
+        if path.name.endswith(".failed.json") or path.name.startswith("."):
+            continue
+        yield path, read_record(path)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in VERSIONED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

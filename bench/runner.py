@@ -1,0 +1,186 @@
+"""Executes a suite: plans (dataset x run x seed), skips finished records, runs the rest.
+
+The harness never branches on a method name: it builds the method's config from
+defaults < variant < suite overrides, then calls fit / score / param_counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+from bench import records
+from bench.config import build_config, config_dict
+from bench.data import cache_dir, load_split
+from bench.data.schema import Split
+from bench.errors import BenchError, unknown
+from bench.method import RunContext
+from bench.metrics import evaluate
+from bench.registry import get_method, method_table
+from bench.suites import DatasetSpec, RunSpec, Suite, load_suite
+
+log = logging.getLogger("bench")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    key: records.RunKey
+    dataset: DatasetSpec
+    spec: RunSpec
+    method_cls: type
+    config: Any
+
+    @property
+    def config_hash(self) -> str:
+        return records.config_hash({"config": config_dict(self.config), "dataset": dataclasses.asdict(self.dataset)})
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> None:
+    known = set(known)
+    for w in wanted or []:
+        if w not in known:
+            raise unknown(kind, w, known)
+
+
+def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
+         seeds: list[int] | None = None) -> list[PlannedRun]:
+    """Every run of the suite after filters; configs are built (and so validated) up front."""
+    from bench.data import DATASETS
+
+    _check_known(methods, method_table(), "method")
+    _check_known(datasets, DATASETS, "dataset")
+    for ds in suite.datasets:
+        if ds.name not in DATASETS:
+            raise unknown("dataset", ds.name, DATASETS)
+    out: list[PlannedRun] = []
+    for ds in suite.datasets:
+        if datasets and ds.name not in datasets:
+            continue
+        for spec in suite.runs:
+            if (methods and spec.method not in methods) or (spec.datasets and ds.name not in spec.datasets):
+                continue
+            cls = get_method(spec.method)
+            variant = spec.variant or cls.default_variant
+            if variant not in cls.variants:
+                raise unknown(f"variant of {spec.method}", variant, cls.variants)
+            cfg = build_config(cls.Config, cls.variants[variant], spec.overrides)
+            for seed in seeds or suite.seeds:
+                out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, variant, int(seed)),
+                                      ds, spec, cls, cfg))
+    if not out:
+        raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
+                         "check --methods / --datasets against `python -m bench ls`")
+    return out
+
+
+def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> dict[str, Any]:
+    """Fit, score valid and test, write the record. Raises after writing a failed record."""
+    key = run.key
+    artifact_dir = cache_dir() / "artifacts" / f"{key.dataset}-{split.fingerprint}" / f"{key.method}-{key.variant}-seed{key.seed}"
+    work = Path(tempfile.mkdtemp(prefix=f"recbench-{key.method}-"))
+    base: dict[str, Any] = {
+        "schema_version": records.SCHEMA_VERSION,
+        "key": dataclasses.asdict(key),
+        **dataclasses.asdict(key),
+        "description": run.method_cls.description,
+        "config": config_dict(run.config),
+        "config_hash": run.config_hash,
+        "split": {"fingerprint": split.fingerprint, "subset_users": run.dataset.subset_users,
+                  "subset_seed": run.dataset.subset_seed, "stats": split.stats()},
+        "device": device,
+        "versions": records.versions(),
+        "git": records.git_state(REPO),
+        "started": records.now(),
+    }
+    try:
+        ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
+                         artifact_dir=artifact_dir, split_fingerprint=split.fingerprint,
+                         run_name=key.stem)
+        method = run.method_cls(run.config, ctx)
+        t0 = time.perf_counter()
+        fit_info = method.fit(split)
+        train_s = time.perf_counter() - t0
+        metrics, infer = {}, {}
+        for part in ("valid", "test"):
+            rows = getattr(split, part)
+            t0 = time.perf_counter()
+            scores = method.score(rows)
+            infer[part] = time.perf_counter() - t0
+            try:
+                metrics[part] = evaluate(rows, scores)
+            except ValueError as e:
+                raise BenchError(f"{key.stem}: {part} scores are unusable ({e})",
+                                 "the model diverged (NaN/inf): lower the learning rate or check the data") from None
+        rec = {**base, "status": "ok", "fit": fit_info, "metrics": metrics,
+               "params": method.param_counts(),
+               "timing": {"train_s": train_s, "infer_valid_s": infer["valid"], "infer_test_s": infer["test"],
+                          "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)},
+               "artifacts": method.artifacts(), "finished": records.now()}
+        records.write_atomic(key.path(results_dir), rec)
+        key.failed_path(results_dir).unlink(missing_ok=True)
+        return rec
+    except Exception as e:
+        rec = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc(), "finished": records.now()}
+        records.write_atomic(key.failed_path(results_dir), rec)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None,
+              methods: list[str] | None = None, datasets: list[str] | None = None,
+              seeds: list[int] | None = None, force: bool = False, device: str = "auto",
+              progress: bool = True) -> dict[str, int]:
+    suite = load_suite(suite_name)
+    runs = plan(suite, methods, datasets, seeds)
+    device = resolve_device(device)
+    counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
+    splits: dict[str, Split | None] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=not progress)
+    for run in bar:
+        ds = run.dataset
+        if ds.name not in splits:
+            try:
+                splits[ds.name] = load_split(ds.name, data_dir, ds.subset_users, ds.subset_seed)
+            except BenchError as e:
+                if not ds.optional:
+                    raise
+                log.warning("skipping optional dataset %s: %s", ds.name, e.problem)
+                splits[ds.name] = None
+        split = splits[ds.name]
+        if split is None:
+            counts["unavailable"] += 1
+            continue
+        path = run.key.path(results_dir)
+        if not force and records.is_finished(path, run.config_hash, split.fingerprint):
+            counts["skipped"] += 1
+            continue
+        bar.set_postfix_str(run.key.stem)
+        try:
+            rec = execute(run, split, results_dir, device)
+            counts["done"] += 1
+            m = rec["metrics"]["test"]
+            log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
+        except Exception as e:  # one failed run never stops the suite nor loses finished records
+            counts["failed"] += 1
+            log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
+    return counts

@@ -1,0 +1,99 @@
+"""Suites: YAML files under bench/suites/ naming datasets, seeds and a list of runs.
+
+    description: ...
+    seeds: [0, 1, 2]
+    datasets:
+      ml1m: {}                          # full split
+      ml100k: {subset_users: 60}        # deterministic user sample
+      amazon-book: {optional: true}     # skipped with a notice when its raw files are absent
+    runs:
+      - {method: mf, variant: bce, overrides: {epochs: 30}}
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError, did_you_mean, unknown
+
+SUITE_DIR = Path(__file__).resolve().parent / "suites"
+DATASET_KEYS = {"subset_users", "subset_seed", "optional"}
+RUN_KEYS = {"method", "variant", "overrides", "datasets"}
+SUITE_KEYS = {"description", "seeds", "datasets", "runs"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    subset_users: int | None = None
+    subset_seed: int = 0
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    method: str
+    variant: str | None
+    overrides: dict[str, Any]
+    datasets: tuple[str, ...] | None = None  # restrict this run to some of the suite's datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    datasets: tuple[DatasetSpec, ...]
+    runs: tuple[RunSpec, ...]
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise BenchError(f"{where} must be a mapping, got {type(obj).__name__}", "see bench/suites.py for the format")
+    extra = set(obj) - allowed
+    if extra:
+        key = sorted(extra)[0]
+        raise BenchError(f"{where}: unknown key {key!r}", did_you_mean(key, allowed))
+    return obj
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise unknown("suite", name_or_path, suite_names())
+    elif not path.exists():
+        raise BenchError(f"suite file {path} not found", "give a suite name from `python -m bench ls` or a YAML path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:  # never skip a broken suite silently
+        raise BenchError(f"suite {path} is not valid YAML: {e}", "fix the YAML syntax") from None
+    where = f"suite {path.stem}"
+    raw = _check_keys(raw, SUITE_KEYS, where)
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise BenchError(f"{where}: seeds must be a non-empty list of ints, got {seeds!r}", "e.g. seeds: [0, 1, 2]")
+    datasets = []
+    for dname, opts in (raw.get("datasets") or {}).items():
+        opts = _check_keys(opts or {}, DATASET_KEYS, f"{where}: dataset {dname}")
+        datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
+                                    bool(opts.get("optional", False))))
+    if not datasets:
+        raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
+    runs = []
+    for i, r in enumerate(raw.get("runs") or []):
+        r = _check_keys(r, RUN_KEYS, f"{where}: runs[{i}]")
+        if "method" not in r:
+            raise BenchError(f"{where}: runs[{i}] has no method", "add `method: NAME`")
+        ds = r.get("datasets")
+        runs.append(RunSpec(str(r["method"]), r.get("variant"), dict(r.get("overrides") or {}),
+                            tuple(ds) if ds else None))
+    return Suite(path.stem, str(raw.get("description", "")), tuple(seeds), tuple(datasets), tuple(runs))
