@@ -210,6 +210,10 @@ class RecBoleCF(Method):
         """(user, item) embedding tensors in RecBole's internal id order."""
         return self.model.user_embedding.weight, self.model.item_embedding.weight
 
+    def row_user_embeddings(self, rows: pd.DataFrame):
+        """Per-row user representations where the model has no user table (SASRec), else None."""
+        return None
+
     def _save_embeddings(self, split: Split) -> None:
         import torch
 
@@ -231,6 +235,11 @@ class RecBoleCF(Method):
             user_tab = np.zeros((split.n_users, users.shape[1]), dtype=np.float32)
             user_tab[[int(t) for t in known_u]] = users[ds.token2id("user_id", known_u)]
             out["user"] = user_tab
+        for part, rows in split.parts():
+            per_row = self.row_user_embeddings(rows)
+            if per_row is not None:  # keyed by (user, item, timestamp): rows are found by value
+                out[f"rows_{part}"] = per_row
+                out[f"keys_{part}"] = rows[["user", "item", "timestamp"]].to_numpy(dtype=np.int64)
         path = self.ctx.artifact_dir / "embeddings.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")

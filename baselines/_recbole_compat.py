@@ -77,7 +77,7 @@ def recbole_session() -> Iterator[None]:
             # pandas 2.x chained-fillna and torch.cuda.amp deprecation notices from RecBole's
             # own code (pandas < 3 is pinned exactly so those fillna calls still work).
             warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message=".*sparse.FloatTensor.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message="torch.sparse", category=UserWarning)
             yield
     finally:
         sys.argv = argv

@@ -33,3 +33,15 @@ class SASRec(RecBoleCF):
 
     def embedding_tables(self):
         return None, self.model.item_embedding.weight
+
+    def row_user_embeddings(self, rows):
+        """The sequence encoder's output for each row's history: the "user" CoLLM-SAS projects."""
+        import numpy as np
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(rows), self.config.eval_batch_size):
+                inter = self._interaction_for(rows.iloc[start:start + self.config.eval_batch_size]).to(self._device)
+                out.append(self.model.forward(inter["item_id_list"], inter["item_length"]).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.config.embedding_size), dtype=np.float32)

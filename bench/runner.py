@@ -16,7 +16,8 @@ from typing import Any, Iterable
 
 from bench import records
 from bench.config import build_config, config_dict
-from bench.data import cache_dir, load_split
+from bench.artifacts import artifact_dir
+from bench.data import load_split
 from bench.data.schema import Split
 from bench.errors import BenchError, unknown
 from bench.method import RunContext
@@ -92,7 +93,7 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
 def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> dict[str, Any]:
     """Fit, score valid and test, write the record. Raises after writing a failed record."""
     key = run.key
-    artifact_dir = cache_dir() / "artifacts" / f"{key.dataset}-{split.fingerprint}" / f"{key.method}-{key.variant}-seed{key.seed}"
+    artifacts = artifact_dir(key.dataset, split.fingerprint, key.method, key.variant, key.seed)
     work = Path(tempfile.mkdtemp(prefix=f"recbench-{key.method}-"))
     base: dict[str, Any] = {
         "schema_version": records.SCHEMA_VERSION,
@@ -110,7 +111,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> di
     }
     try:
         ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
-                         artifact_dir=artifact_dir, split_fingerprint=split.fingerprint,
+                         artifact_dir=artifacts, split_fingerprint=split.fingerprint,
                          run_name=key.stem)
         method = run.method_cls(run.config, ctx)
         t0 = time.perf_counter()

@@ -1,0 +1,103 @@
+"""CoLLM: a frozen CF model's user/item embeddings -> MLP projector ``Linear(d, 10d) - ReLU -
+Linear(10d, hidden)`` -> soft tokens at ``<UserID>`` / ``<TargetItemID>`` of the ID prompt.
+
+Named schedules (variants): ``two-stage`` as published (1: LoRA on the text prompt, i.e.
+TALLRec; 2: LoRA frozen, projector trained on the ID prompt, lr 1e-3) and ``one-stage``
+(LoRA and projector together on the ID prompt). The CF embeddings come from the spine's cached
+CF run of the same split (trained on demand when RecBole is installed).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from bench.config import require
+from bench.data.schema import Split
+from bench.llm.batching import Batch
+from bench.llm.cf import cf_embeddings
+from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
+
+SCHEDULES = ("two-stage", "one-stage")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoLLMConfig(LLMConfig):
+    cf_method: str = "mf"  # registered CF baseline whose embeddings are projected
+    cf_variant: str = "bce"
+    schedule: str = "two-stage"
+    projector_lr: float = 1e-3  # stage 2 (CoLLM: 1e-3, cosine to 8e-5)
+    projector_mult: int = 10  # hidden width of the projector, in multiples of d
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.schedule in SCHEDULES, "CoLLMConfig", f"schedule {self.schedule!r} is unknown", f"use one of {SCHEDULES}")
+        require(self.projector_lr > 0 and self.projector_mult > 0, "CoLLMConfig",
+                "projector_lr and projector_mult must be > 0", "e.g. 1e-3 and 10")
+
+
+class CoLLM(LLMRecommender):
+    Config = CoLLMConfig
+    variants = {s: {"schedule": s} for s in SCHEDULES}
+    default_variant = "two-stage"
+    description = "CoLLM: frozen CF embeddings -> MLP -> soft ID tokens"
+
+    def build(self, split: Split) -> None:
+        c = self.config
+        cf = cf_embeddings(split, c.cf_method, c.cf_variant, self.ctx.seed, self.ctx.device)
+        users, self._user_index = cf.user_table(split)
+        self.modules.register_buffer("cf_user", torch.as_tensor(users), persistent=False)
+        self.modules.register_buffer("cf_item", torch.as_tensor(cf.item), persistent=False)
+        self.modules["projector"] = torch.nn.Sequential(
+            torch.nn.Linear(cf.dim, cf.dim * c.projector_mult), torch.nn.ReLU(),
+            torch.nn.Linear(cf.dim * c.projector_mult, self.bb.hidden_size))
+        self.cf_source = cf.path
+        self.model = self.lora(self.model)
+
+    def user_keys(self, rows):
+        return self._user_index(rows)
+
+    def slot_embeddings(self, batch: Batch) -> torch.Tensor | None:
+        if batch.slot_nodes.numel() == 0:
+            return None
+        u, nodes = batch.slot_is_user, batch.slot_nodes
+        cf = self.modules.cf_item.new_empty((len(nodes), self.modules.cf_item.shape[1]))
+        cf[u] = self.modules.cf_user[nodes[u]]
+        cf[~u] = self.modules.cf_item[nodes[~u]]
+        return self.modules["projector"](cf)
+
+    def stages(self) -> list[Stage]:
+        c = self.config
+        proj = list(self.modules["projector"].parameters())
+        stage2 = c.train_spec(lr=c.projector_lr)
+        if c.schedule == "one-stage":
+            return [Stage("joint", "id", self.lora_parameters() + proj, stage2)]
+        return [Stage("lora", "text", self.lora_parameters(), c.train_spec()),
+                Stage("projector", "id", proj, stage2)]
+
+    def artifacts(self) -> dict[str, str]:
+        return {"cf_embeddings": self.cf_source}
+
+
+@dataclasses.dataclass(frozen=True)
+class CoLLMLightGCNConfig(CoLLMConfig):
+    cf_method: str = "lightgcn"
+
+
+@dataclasses.dataclass(frozen=True)
+class CoLLMSASRecConfig(CoLLMConfig):
+    cf_method: str = "sasrec"
+
+
+class CoLLMMF(CoLLM):
+    description = "CoLLM with frozen MF embeddings"
+
+
+class CoLLMLightGCN(CoLLM):
+    Config = CoLLMLightGCNConfig
+    description = "CoLLM with frozen LightGCN embeddings"
+
+
+class CoLLMSASRec(CoLLM):
+    Config = CoLLMSASRecConfig
+    description = "CoLLM with frozen SASRec (sequence encoder) embeddings"

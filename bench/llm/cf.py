@@ -1,0 +1,96 @@
+"""Collaborative embeddings for the LLM methods, read from the CF runs' cache.
+
+The LLM path never imports RecBole: it reads ``embeddings.npz`` written by a CF run of the same
+split. Where that file is missing it trains the CF model on demand if RecBole is installed, and
+otherwise stops with the command that makes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from bench.artifacts import artifact_dir
+from bench.data.schema import PARTS, Split
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+
+@dataclasses.dataclass
+class CFEmbeddings:
+    source: str
+    item: np.ndarray  # (n_items, d), row = recbench item id
+    user: np.ndarray | None  # (n_users, d) or None for sequence models
+    rows: dict[tuple[int, int, int], np.ndarray] | None  # per-row user vectors (sequence models)
+    path: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.item.shape[1])
+
+    def user_table(self, split: Split) -> tuple[np.ndarray, Callable[[pd.DataFrame], np.ndarray]]:
+        """A user table and the function giving each row's index into it.
+
+        With a user table the index is the user id; for sequence models every row of the split
+        has its own vector (the encoder's output for that row's history), found by
+        (user, item, timestamp)."""
+        if self.user is not None:
+            return self.user, lambda rows: rows["user"].to_numpy()
+        keys = sorted(self.rows)
+        index = {k: n for n, k in enumerate(keys)}
+        table = np.stack([self.rows[k] for k in keys]).astype(np.float32)
+
+        def lookup(rows: pd.DataFrame) -> np.ndarray:
+            try:
+                return np.fromiter((index[(int(u), int(i), int(t))] for u, i, t in
+                                    zip(rows["user"], rows["item"], rows["timestamp"])), dtype=np.int64, count=len(rows))
+            except KeyError as e:
+                raise BenchError(f"{self.source}: no sequence embedding for row {e.args[0]}",
+                                 "rerun the CF baseline on this split (the cache is stale)") from None
+
+        return table, lookup
+
+
+def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: str = "cpu",
+                  train_if_missing: bool = True) -> CFEmbeddings:
+    adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed)
+    path = adir / "embeddings.npz"
+    if not path.exists():
+        if not (train_if_missing and importlib.util.find_spec("recbole")):
+            raise BenchError(
+                f"no cached {method} ({variant}, seed {seed}) embeddings for this {split.dataset} split at {path}",
+                f"on a machine with RecBole run `python -m bench run --suite <the same suite> --methods {method} "
+                f"--datasets {split.dataset} --seeds {seed}`, then copy that folder here",
+            )
+        _train(split, method, variant, seed, device, adir)
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    rows = None
+    if "user" not in data:
+        rows = {}
+        for part in PARTS:
+            if f"rows_{part}" in data:
+                for key, vec in zip(map(tuple, data[f"keys_{part}"].tolist()), data[f"rows_{part}"]):
+                    rows[key] = vec
+    return CFEmbeddings(f"{method}-{variant}-seed{seed}", data["item"], data.get("user"), rows, str(path))
+
+
+def _train(split: Split, method: str, variant: str, seed: int, device: str, adir: Path) -> None:
+    from bench.config import build_config
+    from bench.method import RunContext
+    from bench.registry import get_method
+
+    log.info("training %s (%s) on demand for its embeddings", method, variant)
+    cls = get_method(method)
+    cfg = build_config(cls.Config, cls.variants[variant])
+    with tempfile.TemporaryDirectory(prefix="recbench-cf-") as work:
+        ctx = RunContext(dataset=split.dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=adir,
+                         split_fingerprint=split.fingerprint, run_name=f"{method}-for-embeddings", progress=False)
+        cls(cfg, ctx).fit(split)

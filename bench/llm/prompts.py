@@ -1,0 +1,87 @@
+"""Prompts of the CoLLM family and their tokenisation with soft-token slots.
+
+The text prompt (TALLRec) and the ID prompt (CoLLM, GraphLoRA) differ only by the feature
+sentences; ``<UserID>`` / ``<TargetItemID>`` become *slots*: one token position each whose
+input embedding a method replaces (soft tokens), or text a method writes in (BinLLM's bits).
+Only the history is ever truncated (oldest titles first): the question and the answer cue
+stay whole.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Mapping, Sequence
+
+USER_SLOT, ITEM_SLOT = "<UserID>", "<TargetItemID>"
+SLOT_KINDS = {USER_SLOT: "user", ITEM_SLOT: "item"}
+_SLOT_RE = re.compile(f"({re.escape(USER_SLOT)}|{re.escape(ITEM_SLOT)})")
+
+WORDS = {"movie": ("movie", "movies"), "book": ("book", "books")}
+EMPTY_HISTORY = "none"
+
+TEXT_TEMPLATE = (
+    '#Question: A user has given high ratings to the following {items}: {history}. '
+    'Leverage the information to predict whether the user would enjoy the {item} titled {target}? '
+    'Answer with "Yes" or "No". \n#Answer:'
+)
+ID_TEMPLATE = (
+    '#Question: A user has given high ratings to the following {items}: {history}. '
+    "Additionally, we have information about the user's preferences encoded in the feature "
+    f"{USER_SLOT}. Using all available information, make a prediction about whether the user "
+    f"would enjoy the {{item}} titled {{target}} with the feature {ITEM_SLOT}? "
+    'Answer with "Yes" or "No". \n#Answer:'
+)
+TEMPLATES = {"text": TEXT_TEMPLATE, "id": ID_TEMPLATE}
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    slots: list[tuple[int, str]]  # (token position, "user" | "item")
+    n_history: int  # titles kept after truncation
+
+
+def render(template: str, domain: str, history_titles: Sequence[str], target: str) -> str:
+    item, items = WORDS[domain]
+    hist = ", ".join(f'"{t}"' for t in history_titles) if history_titles else EMPTY_HISTORY
+    return template.format(items=items, item=item, history=hist, target=f'"{target}"')
+
+
+class PromptBuilder:
+    """Builds and tokenises prompts; slots map to positions (or to text via ``slot_text``)."""
+
+    def __init__(self, tokenizer, kind: str = "text", domain: str = "movie", history_len: int = 10,
+                 max_len: int = 1024) -> None:
+        if kind not in TEMPLATES:
+            raise ValueError(f"prompt kind {kind!r} not in {sorted(TEMPLATES)}")
+        self.tok, self.template, self.domain = tokenizer, TEMPLATES[kind], domain
+        self.history_len, self.max_len = history_len, max_len
+        self.prefix = tokenizer("").input_ids  # what the tokenizer adds itself (e.g. BOS)
+        self.slot_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _encode_text(self, text: str, slot_text: Mapping[str, str] | None) -> tuple[list[int], list[tuple[int, str]]]:
+        ids, slots = list(self.prefix), []
+        for piece in _SLOT_RE.split(text):
+            if not piece:
+                continue
+            if piece in SLOT_KINDS:
+                if slot_text and piece in slot_text:  # written into the prompt as text
+                    ids += self.tok.encode(slot_text[piece], add_special_tokens=False)
+                else:  # one position whose embedding the method supplies
+                    slots.append((len(ids), SLOT_KINDS[piece]))
+                    ids.append(self.slot_id)
+            else:
+                ids += self.tok.encode(piece, add_special_tokens=False)
+        return ids, slots
+
+    def encode(self, history_titles: Sequence[str], target: str,
+               slot_text: Mapping[str, str] | None = None) -> Encoded:
+        titles = list(history_titles)[-self.history_len:] if self.history_len > 0 else []
+        while True:
+            ids, slots = self._encode_text(render(self.template, self.domain, titles, target), slot_text)
+            if len(ids) <= self.max_len or not titles:
+                break
+            titles = titles[1:]  # drop the oldest title, never the question or the answer cue
+        if len(ids) > self.max_len:
+            raise ValueError(f"prompt needs {len(ids)} tokens even without history; max_len={self.max_len} is too small")
+        return Encoded(ids, slots, len(titles))

@@ -1,0 +1,227 @@
+"""The base every LLM recommender extends: a frozen causal LM scored by the logit of " Yes" at
+the last prompt position (BCE on it), trained in one or more stages.
+
+A subclass decides only what differs between methods: which adapters exist
+(``build``), what fills the prompt's ID slots (``slot_embeddings`` for soft tokens, or
+``slot_text`` for text), and the training ``stages``. Scoring, batching, timing and parameter
+counting are shared, so every method is measured the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.config import require
+from bench.data.schema import Split
+from bench.llm.backbone import Backbone, load_backbone
+from bench.llm.batching import Batch, bucketed, collate
+from bench.llm.prompts import Encoded, PromptBuilder
+from bench.llm.trainer import TrainSpec, train
+from bench.method import Method, RunContext
+from bench.metrics import auc
+
+log = logging.getLogger("bench")
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMConfig:
+    backbone: str = "smollm2-135m"  # local path, cached HF name, smollm2-135m (packaged) or tiny-random
+    max_len: int = 1024  # prompt tokens; only the history is truncated
+    history_len: int = 10  # last N liked titles in the prompt
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    warmup_steps: int = 200  # capped at 10% of the steps
+    min_lr: float = 8e-5  # cosine floor (CoLLM: 8e-5)
+    epochs: int = 1
+    max_steps: int = 0  # optimiser steps per stage; 0 = no cap
+    eval_every: int = 100  # optimiser steps between valid_small evaluations
+    patience: int = 3  # evaluations without valid AUC gain before stopping
+    max_train_rows: int = 0  # seeded sample of train rows (0 = all)
+    max_valid_rows: int = 0  # seeded sample of valid_small for model selection (0 = all)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+
+    def validate(self) -> None:
+        owner = type(self).__name__
+        for name in ("max_len", "batch_size", "eval_batch_size", "grad_accum", "epochs", "eval_every",
+                     "patience", "lora_r", "lora_alpha"):
+            require(getattr(self, name) > 0, owner, f"{name} must be > 0", f"set {name} to a positive int")
+        for name in ("max_steps", "max_train_rows", "max_valid_rows", "history_len", "warmup_steps"):
+            require(getattr(self, name) >= 0, owner, f"{name} must be >= 0", f"set {name} to 0 or more")
+        require(self.lr > 0, owner, "lr must be > 0", "e.g. 1e-4")
+        require(0 <= self.lora_dropout < 1, owner, "lora_dropout must be in [0, 1)", "e.g. 0.05")
+        require(0 <= self.min_lr <= self.lr, owner, f"min_lr {self.min_lr} must be in [0, lr]", "lower min_lr")
+
+    def train_spec(self, **overrides: Any) -> TrainSpec:
+        base = dict(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
+                    min_lr=min(self.min_lr, self.lr), epochs=self.epochs, max_steps=self.max_steps,
+                    grad_accum=self.grad_accum, eval_every=self.eval_every, patience=self.patience)
+        base.update(overrides)
+        if base["min_lr"] > base["lr"]:
+            base["min_lr"] = base["lr"]
+        return TrainSpec(**base)
+
+
+@dataclasses.dataclass
+class Stage:
+    """One training stage: which prompt, which parameters, which optimiser settings."""
+
+    name: str
+    prompt: str  # "text" | "id"
+    params: list[torch.nn.Parameter]
+    spec: TrainSpec
+
+
+class LLMRecommender(Method):
+    Config = LLMConfig
+    description = "LLM recommender base"
+
+    def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
+        super().__init__(config, ctx)
+        self.bb: Backbone | None = None
+        self.model: Any = None  # the (possibly peft-wrapped) causal LM
+        self.modules = torch.nn.ModuleDict()  # method-owned trainable parts (projectors, encoders)
+        self.prompt = "text"  # prompt used for scoring after training
+        self.domain = "movie"
+        self._cache: dict[tuple[int, str], list[Encoded]] = {}
+        self.fit_info: dict[str, Any] = {}
+
+    # ---- hooks ------------------------------------------------------------------------
+    def build(self, split: Split) -> None:
+        """Create adapters / projectors on ``self.model`` and ``self.modules``."""
+        raise NotImplementedError
+
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def slot_embeddings(self, batch: Batch) -> torch.Tensor | None:
+        """(S, hidden) input embeddings for the batch's ID slots, or None (text prompts)."""
+        return None
+
+    def slot_text(self, row: Any) -> Mapping[str, str] | None:
+        """Text written into the ID slots instead of soft tokens (BinLLM), or None."""
+        return None
+
+    def user_keys(self, rows: pd.DataFrame) -> np.ndarray:
+        """What a ``user`` slot's node id is for each row (the user id unless a method says)."""
+        return rows["user"].to_numpy()
+
+    def before_forward(self, batch: Batch) -> None:
+        """Called before each forward (e.g. to hand a layer hook this batch's slots)."""
+
+    # ---- shared machinery -------------------------------------------------------------
+    def lora(self, model: Any, layers: list[int] | None = None) -> Any:
+        from peft import LoraConfig, get_peft_model
+
+        c = self.config
+        cfg = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                         target_modules=list(c.lora_targets), layers_to_transform=layers, bias="none")
+        return get_peft_model(model, cfg)
+
+    def lora_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if "lora_" in n]
+
+    def _encoded(self, rows: pd.DataFrame, prompt: str) -> list[Encoded]:
+        key = (id(rows), prompt)
+        if key not in self._cache:
+            pb = PromptBuilder(self.bb.tokenizer, prompt, self.domain, self.config.history_len, self.config.max_len)
+            self._cache[key] = [
+                pb.encode(h, t, self.slot_text(r))
+                for r, h, t in zip(rows.itertuples(index=False), rows["history_titles"], rows["title"])
+            ]
+        return self._cache[key]
+
+    def _batches(self, rows: pd.DataFrame, prompt: str, batch_size: int, shuffle: bool, seed: int = 0):
+        enc = self._encoded(rows, prompt)
+        users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
+        pad = self.bb.tokenizer.pad_token_id
+        rng = np.random.default_rng(seed)
+        for idx in bucketed([len(e.input_ids) for e in enc], batch_size, shuffle, rng):
+            yield collate([enc[i] for i in idx], idx, users[idx], items[idx], labels[idx], pad).to(self.bb.device)
+
+    def forward_scores(self, batch: Batch) -> torch.Tensor:
+        """Yes-logit at the last position; the vocabulary projection runs for that position only."""
+        self.before_forward(batch)
+        embeds = self.model.get_input_embeddings()(batch.input_ids)
+        soft = self.slot_embeddings(batch)
+        if soft is not None:
+            embeds = embeds.index_put((batch.slot_rows, batch.slot_cols), soft.to(embeds.dtype))
+        out = self.model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids, logits_to_keep=1, use_cache=False)
+        return out.logits[:, -1, self.bb.yes_id].float()
+
+    def _score_rows(self, rows: pd.DataFrame, prompt: str) -> np.ndarray:
+        out = np.empty(len(rows), dtype=np.float64)
+        self.model.eval()
+        self.modules.eval()
+        with torch.inference_mode():
+            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False):
+                out[batch.rows] = self.forward_scores(batch).cpu().numpy()
+        return out
+
+    def _sample(self, df: pd.DataFrame, n: int, salt: int) -> pd.DataFrame:
+        if not n or n >= len(df):
+            return df
+        return df.sample(n=n, random_state=self.ctx.seed + salt).reset_index(drop=True)
+
+    # ---- Method contract ----------------------------------------------------------------
+    def fit(self, split: Split) -> dict[str, Any]:
+        torch.manual_seed(self.ctx.seed)
+        np.random.seed(self.ctx.seed)
+        self.domain = split.domain
+        self.bb = load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed)
+        self.model = self.bb.model
+        self.build(split)
+        self.modules.to(self.bb.device)
+        train_rows = self._sample(split.train, self.config.max_train_rows, 1)
+        valid_rows = self._sample(split.valid_small, self.config.max_valid_rows, 2)
+        info: dict[str, Any] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "stages": {}}
+        bs = self.config.batch_size
+        stages = self.stages()
+        self._trained = {id(p): p for st in stages for p in st.params}
+        for stage in stages:
+            # only this stage's parameters take gradients (a frozen stage-1 LoRA costs no backward)
+            in_stage = {id(p) for p in stage.params}
+            for p in self._trained.values():
+                p.requires_grad_(id(p) in in_stage)
+            n_batches = -(-len(train_rows) // bs)
+
+            def loss_fn(batch: Batch) -> torch.Tensor:
+                return torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(batch), batch.labels)
+
+            def evaluate(prompt: str = stage.prompt) -> float:
+                val = auc(valid_rows["label"].to_numpy(), self._score_rows(valid_rows, prompt))
+                self.model.train()
+                self.modules.train()
+                return val
+
+            self.model.train()
+            self.modules.train()
+            info["stages"][stage.name] = train(
+                stage.params,
+                lambda epoch, p=stage.prompt: self._batches(train_rows, p, bs, shuffle=True, seed=self.ctx.seed * 1000 + epoch),
+                n_batches, loss_fn, evaluate, stage.spec, self.bb.device, name=f"{self.ctx.run_name}:{stage.name}",
+                progress=self.ctx.progress)
+            self.prompt = stage.prompt
+        self.fit_info = info
+        return info
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        return self._score_rows(rows, self.prompt)
+
+    def param_counts(self) -> dict[str, int]:
+        """``trainable``: every parameter some stage trained (a later stage may freeze it again)."""
+        params = {id(p): p for p in list(self.model.parameters()) + list(self.modules.parameters())}
+        trained = getattr(self, "_trained", None) or {i: p for i, p in params.items() if p.requires_grad}
+        return {"trainable": int(sum(p.numel() for p in trained.values())),
+                "total": int(sum(p.numel() for p in params.values()))}

@@ -1,0 +1,121 @@
+"""One training loop for every LLM method: AdamW, cosine schedule with warm-up, gradient
+accumulation, early stopping on valid AUC with the best trainable state restored, bf16
+autocast on CUDA (fp32 on CPU), NaN/inf loss stops the run with a clear error."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    min_lr: float
+    epochs: int
+    max_steps: int  # optimiser steps; 0 = no cap
+    grad_accum: int
+    eval_every: int  # optimiser steps between valid evaluations (and at each epoch end)
+    patience: int  # evaluations without improvement before stopping
+
+
+def cosine_with_warmup(opt: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train(
+    params: list[torch.nn.Parameter],
+    batches: Callable[[int], Iterable],  # epoch -> iterable of batches
+    n_batches: int,
+    loss_fn: Callable[[object], torch.Tensor],
+    evaluate: Callable[[], float],  # valid AUC (higher is better)
+    spec: TrainSpec,
+    device: torch.device,
+    name: str = "",
+    progress: bool = True,
+) -> dict:
+    """Train ``params`` in place; on return they hold the best evaluated state."""
+    if not params:
+        raise BenchError(f"{name}: nothing to train", "check which parameters the stage unfreezes")
+    steps_per_epoch = max(1, n_batches // spec.grad_accum)
+    total = steps_per_epoch * spec.epochs
+    if spec.max_steps:
+        total = min(total, spec.max_steps)
+    warmup = min(spec.warmup_steps, max(1, total // 10))
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = cosine_with_warmup(opt, warmup, total, spec.min_lr / spec.lr if spec.lr else 0.0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+    best = {"auc": -1.0, "step": 0, "state": [p.detach().clone() for p in params]}
+    history: list[tuple[int, float]] = []
+    bad_evals, step, stop = 0, 0, False
+
+    def maybe_eval() -> bool:
+        nonlocal bad_evals
+        auc = evaluate()
+        history.append((step, auc))
+        log.info("%s step %d/%d valid auc %.4f", name, step, total, auc)
+        if auc > best["auc"]:
+            best.update(auc=auc, step=step, state=[p.detach().clone() for p in params])
+            bad_evals = 0
+        else:
+            bad_evals += 1
+        return bad_evals >= spec.patience
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=name or "train", unit="step", disable=not progress, leave=False)
+    losses: list[float] = []
+    for epoch in range(spec.epochs):
+        opt.zero_grad(set_to_none=True)
+        for i, batch in enumerate(batches(epoch)):
+            with autocast:
+                loss = loss_fn(batch)
+            if not torch.isfinite(loss):
+                raise BenchError(f"{name}: loss became {loss.item()} at step {step}",
+                                 "lower the learning rate (or check the inputs); finished runs are kept")
+            (loss / spec.grad_accum).backward()
+            losses.append(float(loss.detach()))
+            if (i + 1) % spec.grad_accum:
+                continue
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+            if step % spec.eval_every == 0 and maybe_eval():
+                stop = True
+            if stop or (spec.max_steps and step >= spec.max_steps):
+                stop = True
+                break
+        if stop:
+            break
+        if step % spec.eval_every and maybe_eval():  # epoch end, unless just evaluated
+            break
+    bar.close()
+    if not history or history[-1][0] != step:
+        maybe_eval()
+    with torch.no_grad():
+        for p, s in zip(params, best["state"]):
+            p.copy_(s)
+    return {"steps": step, "best_step": best["step"], "best_valid_auc": best["auc"],
+            "valid_auc_history": history, "final_train_loss": (sum(losses[-20:]) / max(1, len(losses[-20:])))}
+

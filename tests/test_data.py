@@ -1,0 +1,152 @@
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.data import load_split, subset
+from bench.data import amazon_book, ml1m
+from bench.data.schema import COLUMNS, Split
+from bench.errors import BenchError
+
+
+def test_ml1m_published_split(ml1m):
+    assert {p: len(df) for p, df in ml1m.parts()} == ml1m_rows()
+    assert (ml1m.n_users, ml1m.n_items) == (839, 3256)
+    assert ml1m.train["user"].nunique() == 740 and ml1m.train["item"].nunique() == 3087
+    assert ml1m.test["not_cold"].sum() == 4153 and (ml1m.test["not_cold"] == 0).sum() == 3178
+    for _, df in ml1m.parts():
+        assert list(df.columns)[: len(COLUMNS)] == list(COLUMNS)
+        assert 0.52 < df["label"].mean() < 0.56
+        assert not any(0 in h for h in df["history"])
+    # warm (>3 train interactions) is stricter than not_cold
+    assert (ml1m.test["warm"] <= ml1m.test["not_cold"]).all()
+    assert set(ml1m.valid_small.index) <= set(range(len(ml1m.valid)))
+    assert len(ml1m.train_graph()) == ml1m.train.query("label == 1")[["user", "item"]].drop_duplicates().shape[0]
+
+
+def ml1m_rows():
+    return {"train": 33891, "valid": 10401, "valid_small": 5200, "test": 7331}
+
+
+def test_ml1m_fingerprint_is_stable_and_cached(data_dir, ml1m):
+    again = load_split("ml1m", data_dir)
+    fresh = load_split("ml1m", data_dir, use_cache=False)
+    assert again.fingerprint == fresh.fingerprint == ml1m.fingerprint
+
+
+def test_ml1m_checksum_mismatch_and_missing_dir(tmp_path, data_dir):
+    (tmp_path / "ml-1m-collm").mkdir()
+    bad = tmp_path / "ml-1m-collm" / "ml-1m.zip"
+    shutil.copy(data_dir / "ml-1m-collm" / "ml-1m.zip", bad)
+    with open(bad, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(BenchError, match="checksum mismatch"):
+        ml1m.load_collm(tmp_path)
+    with pytest.raises(BenchError, match="not found.*\n.*--data-dir"):
+        ml1m.load_collm(tmp_path / "nowhere")
+    with pytest.raises(BenchError, match="does not exist"):
+        load_split("ml1m", tmp_path / "nowhere", use_cache=False)
+
+
+def test_missing_column_is_named(ml1m):
+    with pytest.raises(BenchError, match=r"missing column\(s\) \['title'\]"):
+        Split("x", ml1m.train.drop(columns=["title"]), ml1m.valid, ml1m.valid_small, ml1m.test, 839, 3256)
+
+
+def _write_raw_ml1m(ml1m_split, data_dir, out_dir):
+    """Raw-format ratings.dat rebuilt from the published rows (label 1 -> 5 stars, 0 -> 2) plus
+    rows outside the kept months, and the real movies.dat."""
+    movies = pd.read_csv(data_dir / "ml-1m-collm" / "movies.dat", sep="::", engine="python", header=None,
+                         names=["item", "title", "genres"], encoding="latin-1")
+    movie_id = dict(zip(movies["title"], movies["item"]))
+    rows = pd.concat([df for p, df in ml1m_split.parts() if p != "valid_small"])
+    raw = pd.DataFrame({"user": rows["user"] * 3 + 5, "item": rows["title"].map(movie_id),
+                        "rating": np.where(rows["label"] == 1, 5, 2), "timestamp": rows["timestamp"]})
+    early = raw.head(50).assign(timestamp=956_000_000)  # April 2000: month 0, dropped
+    late = raw.tail(50).assign(timestamp=1_050_000_000)  # April 2003: month 36, dropped
+    # Users in reverse order: only the order within a user's same-second ratings is kept from the
+    # file (a stable sort, as CoLLM's), so whole user blocks may move freely.
+    raw = pd.concat([raw, early, late]).iloc[::-1]
+    raw = raw.iloc[::-1].sort_values("user", ascending=False, kind="stable")
+    (out_dir / "ml-1m").mkdir(parents=True)
+    with open(out_dir / "ml-1m" / "ratings.dat", "w", encoding="latin-1") as f:
+        for r in raw.itertuples(index=False):
+            f.write(f"{r.user}::{r.item}::{r.rating}::{r.timestamp}\n")
+    shutil.copy(data_dir / "ml-1m-collm" / "movies.dat", out_dir / "ml-1m" / "movies.dat")
+
+
+def test_ml1m_raw_preprocessor_rebuilds_the_published_split(tmp_path, data_dir, ml1m):
+    _write_raw_ml1m(ml1m, data_dir, tmp_path)
+    rebuilt = load_split("ml1m-raw", tmp_path, use_cache=False)
+    assert (rebuilt.n_users, rebuilt.n_items) == (839, 3256)
+    for part in ("train", "valid", "test"):
+        ours, theirs = getattr(rebuilt, part), getattr(ml1m, part)
+        assert len(ours) == len(theirs)
+        for col in ("user", "item", "label", "timestamp", "title", "not_cold", "warm"):
+            assert (ours[col].to_numpy() == theirs[col].to_numpy()).all(), (part, col)
+        assert ours["history"].tolist() == theirs["history"].tolist()
+        assert ours["history_titles"].tolist() == theirs["history_titles"].tolist()
+    assert len(rebuilt.valid_small) == 5200
+    assert rebuilt.fingerprint != ml1m.fingerprint  # valid_small is drawn anew
+
+
+def _write_amazon(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "amazon-book"
+    d.mkdir()
+    reviews = []
+    t2017 = pd.Timestamp("2017-01-01", tz="UTC").timestamp()
+    year = 365 * 86400
+    for u in range(30):  # 30 heavy users x 30 heavy items, all in 2017
+        for i in range(30):
+            if rng.random() < 0.9:
+                reviews.append({"reviewerID": f"U{u}", "asin": f"B{i}", "overall": float(rng.integers(1, 6)),
+                                "unixReviewTime": int(t2017 + rng.random() * year)})
+    for k in range(25):  # a light user (5 rows) and rows from 2016, both dropped
+        reviews.append({"reviewerID": "Ulight" if k < 5 else f"U{k}", "asin": f"B{k}", "overall": 5.0,
+                        "unixReviewTime": int(t2017 - 100 * 86400) if k >= 5 else int(t2017 + 1000)})
+    with gzip.open(d / "Books_5.json.gz", "wt") as f:
+        for r in reviews:
+            f.write(json.dumps(r) + "\n")
+    with gzip.open(d / "meta_Books.json.gz", "wt") as f:
+        for i in range(30):
+            f.write(json.dumps({"asin": f"B{i}", "title": f"Book number {i}"}) + "\n")
+    return reviews
+
+
+def test_amazon_book_preprocessor(tmp_path):
+    reviews = _write_amazon(tmp_path)
+    split = load_split("amazon-book", tmp_path, use_cache=False)
+    assert split.domain == "book"
+    kept = [r for r in reviews if r["reviewerID"] != "Ulight"
+            and pd.Timestamp(r["unixReviewTime"], unit="s", tz="UTC").year == 2017]
+    assert len(split.train) + len(split.valid) + len(split.test) == len(kept)
+    dec = sum(pd.Timestamp(r["unixReviewTime"], unit="s", tz="UTC").month == 12 for r in kept)
+    assert len(split.valid) == dec // 2 and len(split.test) == dec - dec // 2
+    assert split.valid["timestamp"].max() <= split.test["timestamp"].min()
+    assert pd.to_datetime(split.train["timestamp"], unit="s").dt.month.max() <= 11
+    assert len(split.valid_small) == round(len(split.valid) * 0.25)
+    pos = sum(r["overall"] >= 5 for r in kept)
+    assert sum(df["label"].sum() for df in (split.train, split.valid, split.test)) == pos
+    assert split.train["title"].str.startswith("Book number").all()
+    with pytest.raises(BenchError, match="Amazon-Book raw file not found"):
+        amazon_book.load(tmp_path / "empty")
+
+
+def test_ml100k_embedded_split(ml100k):
+    months = {p: pd.to_datetime(df["timestamp"], unit="s").dt.to_period("M").unique() for p, df in ml100k.parts()}
+    assert str(max(months["train"])) == "1998-01" and str(min(months["valid"])) == "1998-02"
+    assert str(min(months["test"])) == "1998-03"
+    assert len(ml100k.train) > len(ml100k.test) > len(ml100k.valid) > 0
+    assert ml100k.train["title"].str.len().gt(0).all()
+
+
+def test_subset_is_deterministic_and_keeps_ids(ml100k):
+    a, b, c = subset(ml100k, 30, seed=1), subset(ml100k, 30, seed=1), subset(ml100k, 30, seed=2)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    users = set().union(*(set(df["user"]) for _, df in a.parts()))
+    assert len(users) == 30 and (a.n_users, a.n_items) == (ml100k.n_users, ml100k.n_items)
+    assert set(a.test["item"]) <= set(ml100k.test["item"])

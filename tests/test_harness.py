@@ -1,0 +1,107 @@
+"""Config validation, registry, suites, records and the CLI's errors (no training here)."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import records
+from bench.cli import main
+from bench.config import build_config
+from bench.errors import BenchError
+from bench.registry import get_method, method_table
+from bench.suites import load_suite, suite_names
+
+REPO_FILES = ("bench", "baselines")
+
+
+def test_core_imports_neither_torch_nor_recbole():
+    code = ("import sys, bench.cli, bench.runner, bench.report, bench.data, bench.metrics, bench.registry;"
+            "bad = [m for m in ('torch', 'recbole', 'transformers') if m in sys.modules]; print(bad); assert not bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", sorted(method_table()))
+def test_every_registered_method_imports_and_its_variants_build(name):
+    cls = get_method(name)
+    assert dataclasses.is_dataclass(cls.Config)
+    assert cls.default_variant in cls.variants
+    for overrides in cls.variants.values():
+        build_config(cls.Config, overrides)
+
+
+def test_unknown_method_gets_did_you_mean():
+    with pytest.raises(BenchError, match="unknown method 'lightgnc'.*\n.*did you mean 'lightgcn'"):
+        get_method("lightgnc")
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    cfg_cls = get_method("mf").Config
+    with pytest.raises(BenchError, match="(?s)unknown config key 'learning_rte'.*did you mean 'learning_rate'"):
+        build_config(cfg_cls, {"learning_rte": 0.1})
+    with pytest.raises(BenchError, match="epochs = 'many' is not a valid int"):
+        build_config(cfg_cls, {"epochs": "many"})
+    with pytest.raises(BenchError, match="protocol 'pairwise' is unknown"):
+        build_config(cfg_cls, {"protocol": "pairwise"})
+    with pytest.raises(BenchError, match="learning_rate must be > 0"):
+        build_config(cfg_cls, {"learning_rate": 0})
+    # precedence: later layers win; YAML's '1e-4' string is coerced
+    cfg = build_config(cfg_cls, {"learning_rate": 0.1}, {"learning_rate": "1e-4"})
+    assert cfg.learning_rate == 1e-4 and cfg.embedding_size == 256
+
+
+def test_shipped_suites_parse_and_plan():
+    from bench.runner import plan
+
+    assert {"smoke", "main"} <= set(suite_names())
+    for name in suite_names():
+        assert plan(load_suite(name))
+
+
+def test_suite_errors(tmp_path):
+    with pytest.raises(BenchError, match="(?s)unknown suite 'smok'.*did you mean 'smoke'"):
+        load_suite("smok")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: {ml100k: {}}\nrunz: []\n")
+    with pytest.raises(BenchError, match="(?s)unknown key 'runz'.*did you mean 'runs'"):
+        load_suite(str(bad))
+    bad.write_text("datasets: {ml100k: {subset_user: 3}}\nruns: []\n")
+    with pytest.raises(BenchError, match="unknown key 'subset_user'"):
+        load_suite(str(bad))
+    bad.write_text("datasets: [\n")
+    with pytest.raises(BenchError, match="not valid YAML"):
+        load_suite(str(bad))
+
+
+def test_cli_errors_are_one_clear_line(capsys, tmp_path):
+    assert main(["run", "--suite", "smoke", "--methods", "mff", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'mff'" in err and "did you mean 'mf'" in err
+    assert main(["run", "--suite", "smoke", "--datasets", "ml1n", "--results-dir", str(tmp_path)]) == 2
+    assert "did you mean 'ml1m'" in capsys.readouterr().err
+    suite = tmp_path / "needs_data.yaml"
+    suite.write_text("datasets: {ml1m: {}}\nruns: [{method: mf}]\n")
+    assert main(["run", "--suite", str(suite), "--data-dir", str(tmp_path / "nope"),
+                 "--results-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    assert "mf" in out and "ml100k" in out and "smoke" in out
+
+
+def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
+    key = records.RunKey("s", "d", "m", "v", 0)
+    path = key.path(tmp_path)
+    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config_hash": "abc",
+           "split": {"fingerprint": "fp"}}
+    records.write_atomic(path, rec)
+    assert records.is_finished(path, "abc", "fp")
+    assert not records.is_finished(path, "abd", "fp")  # config changed -> rerun
+    assert not records.is_finished(path, "abc", "other")  # split changed -> rerun
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+    path.write_text('{"schema_version": 1, "status": "o')  # truncated by a crash
+    assert not records.is_finished(path, "abc", "fp")
+    with pytest.raises(ValueError):  # NaN never lands in a record
+        records.write_atomic(path, {"x": float("nan")})
+    assert json.loads(path.read_text() + 'k"}')["status"] == "ok"  # the old file is untouched
