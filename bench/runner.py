@@ -93,7 +93,8 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
 def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> dict[str, Any]:
     """Fit, score valid and test, write the record. Raises after writing a failed record."""
     key = run.key
-    artifacts = artifact_dir(key.dataset, split.fingerprint, key.method, key.variant, key.seed)
+    artifacts = artifact_dir(key.dataset, split.fingerprint, key.method, key.variant, key.seed,
+                             records.config_hash(config_dict(run.config)))
     work = Path(tempfile.mkdtemp(prefix=f"recbench-{key.method}-"))
     base: dict[str, Any] = {
         "schema_version": records.SCHEMA_VERSION,

@@ -79,9 +79,15 @@ def convert_smollm2() -> Path:
 
 
 def smollm2_tokenizer():
+    """The SmolLM2 tokenizer alone (the tiny test backbone needs no 500 MB conversion)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(convert_smollm2())
+    if (_converted_dir() / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(_converted_dir())
+    out = cache_dir() / "backbones" / "smollm2-tokenizer"
+    if not (out / "tokenizer_config.json").exists():
+        AutoTokenizer.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE).save_pretrained(out)
+    return AutoTokenizer.from_pretrained(out)
 
 
 def _tiny_random(tokenizer) -> Any:

@@ -59,17 +59,24 @@ class CFEmbeddings:
 
 
 def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: str = "cpu",
-                  train_if_missing: bool = True) -> CFEmbeddings:
-    adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed)
+                  overrides: dict | None = None, train_if_missing: bool = True) -> CFEmbeddings:
+    """Embeddings of the CF run (method, variant, overrides) of this split, trained if needed."""
+    from bench.config import build_config, config_dict
+    from bench.records import config_hash
+    from bench.registry import get_method
+
+    cls = get_method(method)
+    cfg = build_config(cls.Config, cls.variants[variant], overrides)
+    adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed, config_hash(config_dict(cfg)))
     path = adir / "embeddings.npz"
     if not path.exists():
         if not (train_if_missing and importlib.util.find_spec("recbole")):
             raise BenchError(
                 f"no cached {method} ({variant}, seed {seed}) embeddings for this {split.dataset} split at {path}",
                 f"on a machine with RecBole run `python -m bench run --suite <the same suite> --methods {method} "
-                f"--datasets {split.dataset} --seeds {seed}`, then copy that folder here",
+                f"--datasets {split.dataset} --seeds {seed}` with that config, then copy that folder here",
             )
-        _train(split, method, variant, seed, device, adir)
+        _train(split, cls, cfg, seed, device, adir)
     with np.load(path) as z:
         data = {k: z[k] for k in z.files}
     rows = None
@@ -82,14 +89,11 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
     return CFEmbeddings(f"{method}-{variant}-seed{seed}", data["item"], data.get("user"), rows, str(path))
 
 
-def _train(split: Split, method: str, variant: str, seed: int, device: str, adir: Path) -> None:
-    from bench.config import build_config
+def _train(split: Split, cls: type, cfg, seed: int, device: str, adir: Path) -> None:
     from bench.method import RunContext
-    from bench.registry import get_method
 
-    log.info("training %s (%s) on demand for its embeddings", method, variant)
-    cls = get_method(method)
-    cfg = build_config(cls.Config, cls.variants[variant])
+    method = adir.name
+    log.info("training %s on demand for its embeddings", method)
     with tempfile.TemporaryDirectory(prefix="recbench-cf-") as work:
         ctx = RunContext(dataset=split.dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=adir,
                          split_fingerprint=split.fingerprint, run_name=f"{method}-for-embeddings", progress=False)

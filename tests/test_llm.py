@@ -1,0 +1,146 @@
+"""The shared LLM core on a tiny random LLaMA with the real SmolLM2 tokenizer."""
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.config import build_config
+from bench.data import subset
+from bench.data.schema import Split
+from bench.errors import BenchError
+from bench.llm.backbone import smollm2_tokenizer
+from bench.llm.batching import collate
+from bench.llm.prompts import PromptBuilder, render, TEXT_TEMPLATE
+from bench.method import RunContext
+from bench.metrics import auc
+from bench.registry import get_method
+
+TINY = {"backbone": "tiny-random", "batch_size": 8, "eval_batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return smollm2_tokenizer()
+
+
+def ctx(tmp, seed=0, name="t"):
+    return RunContext(dataset="x", seed=seed, device="cpu", work_dir=Path(tmp), artifact_dir=Path(tmp) / "a",
+                      split_fingerprint="fp", run_name=name, progress=False)
+
+
+def test_text_prompt_wording_and_history(tok):
+    text = render(TEXT_TEMPLATE, "book", ["A", "B"], "C")
+    assert 'following books: "A", "B".' in text and 'the book titled "C"?' in text
+    assert text.endswith('Answer with "Yes" or "No". \n#Answer:')
+    pb = PromptBuilder(tok, "text", "movie", history_len=10)
+    e = pb.encode([f"Film {i}" for i in range(15)], "T")
+    decoded = tok.decode(e.input_ids)
+    assert e.n_history == 10 and '"Film 5"' in decoded and '"Film 4"' not in decoded
+    assert "following movies: none." in tok.decode(pb.encode([], "T").input_ids)
+
+
+def test_truncation_drops_oldest_titles_only(tok):
+    pb = PromptBuilder(tok, "id", "movie", history_len=10, max_len=120)
+    titles = [f"A rather long movie title number {i} (1999)" for i in range(10)]
+    e = pb.encode(titles, "Target (2000)")
+    text = tok.decode(e.input_ids)
+    assert len(e.input_ids) <= 120 and 0 < e.n_history < 10
+    assert f'"{titles[-1]}"' in text and f'"{titles[0]}"' not in text
+    assert '"Target (2000)"' in text and text.endswith('Answer with "Yes" or "No". \n#Answer:')
+    with pytest.raises(ValueError, match="too small"):
+        PromptBuilder(tok, "id", "movie", max_len=20).encode([], "T")
+
+
+def test_slots_sit_at_the_placeholders_for_any_batch_layout(tok):
+    pb = PromptBuilder(tok, "id", "movie")
+    encs = [pb.encode(["X"] * k, f"Target {k}") for k in (0, 3, 7)]
+    for e in encs:
+        assert [k for _, k in e.slots] == ["user", "item"]
+        for pos, kind in e.slots:
+            before = tok.decode(e.input_ids[max(0, pos - 2):pos])
+            assert "feature" in before
+    users, items = np.array([11, 12, 13]), np.array([21, 22, 23])
+    b = collate(encs, np.arange(3), users, items, np.array([1, 0, 1]), tok.pad_token_id)
+    assert b.input_ids.shape[1] == max(len(e.input_ids) for e in encs)
+    for s in range(len(b.slot_rows)):
+        row, col = int(b.slot_rows[s]), int(b.slot_cols[s])
+        off = b.input_ids.shape[1] - len(encs[row].input_ids)
+        assert (col - off, "user" if b.slot_is_user[s] else "item") in encs[row].slots
+        assert int(b.slot_nodes[s]) == (users[row] if b.slot_is_user[s] else items[row])
+        assert int(b.position_ids[row, col]) == col - off
+    assert (b.attention_mask.sum(1).numpy() == [len(e.input_ids) for e in encs]).all()
+
+
+def test_score_is_the_yes_logit_of_a_plain_forward(ml100k, tmp_path, tok):
+    cls = get_method("tallrec")
+    m = cls(build_config(cls.Config, TINY, {"max_train_rows": 8, "max_valid_rows": 8, "epochs": 1}), ctx(tmp_path))
+    small = subset(ml100k, 10, 0)
+    m.fit(small)
+    rows = small.test.iloc[:12].reset_index(drop=True)
+    scores = m.score(rows)  # batched, left-padded, length-bucketed, last-position logits only
+    yes = tok.encode(" Yes", add_special_tokens=False)[0]
+    assert yes == 9230 == m.bb.yes_id
+    m.model.eval()
+    with torch.no_grad():
+        for r in range(len(rows)):
+            text = render(TEXT_TEMPLATE, "movie", rows["history_titles"][r][-10:], rows["title"][r])
+            ids = torch.tensor([tok(text).input_ids])
+            ref = m.model(input_ids=ids).logits[0, -1, yes].item()  # full vocab, every position
+            assert scores[r] == pytest.approx(ref, abs=1e-4)
+
+
+def _toy_split(n=256, seed=0) -> Split:
+    """Yes iff the target title says 'wonderful': learnable from the text alone."""
+    rng = np.random.default_rng(seed)
+
+    def table(n):
+        lab = rng.integers(0, 2, n)
+        return pd.DataFrame({
+            "user": rng.integers(1, 20, n), "item": rng.integers(1, 30, n), "label": lab,
+            "timestamp": np.arange(n), "history": [[1, 2]] * n, "history_titles": [["Some film", "Another"]] * n,
+            "title": [("A wonderful film" if y else "A dreadful film") + f" {i}" for i, y in enumerate(lab)],
+            "not_cold": 1, "warm": 1})
+
+    valid = table(64)
+    return Split("toy", table(n), valid, valid, table(64), 20, 30)
+
+
+def test_training_moves_the_score_on_a_toy_task(tmp_path):
+    split = _toy_split()
+    cls = get_method("tallrec")
+    cfg = build_config(cls.Config, TINY, {"lr": 3e-3, "min_lr": 0, "epochs": 4, "eval_every": 16, "patience": 10,
+                                          "lora_r": 16, "lora_alpha": 32, "lora_targets": ["q_proj", "v_proj", "o_proj", "down_proj"]})
+    m = cls(cfg, ctx(tmp_path))
+    info = m.fit(split)
+    hist = info["stages"]["lora"]["valid_auc_history"]
+    assert info["stages"]["lora"]["best_valid_auc"] > 0.9, hist
+    test_auc = auc(split.test["label"].to_numpy(), m.score(split.test))
+    assert test_auc > 0.9
+    assert m.param_counts()["trainable"] == sum(p.numel() for p in m.lora_parameters())
+
+
+def test_same_seed_same_scores_on_cpu(ml100k, tmp_path):
+    small = subset(ml100k, 8, 1)
+    cls = get_method("tallrec")
+    cfg = build_config(cls.Config, TINY, {"max_train_rows": 16, "max_valid_rows": 8})
+    a = cls(cfg, ctx(tmp_path / "a")).fit(small)
+    m1 = cls(cfg, ctx(tmp_path / "b"))
+    m1.fit(small)
+    m2 = cls(cfg, ctx(tmp_path / "c"))
+    m2.fit(small)
+    assert np.allclose(m1.score(small.test), m2.score(small.test), atol=1e-6)
+    assert a["stages"]["lora"]["steps"] == 2
+
+
+def test_llm_path_never_imports_recbole_and_names_the_missing_cf_run(ml100k, tmp_path, monkeypatch):
+    import subprocess, sys
+    code = ("import sys, bench.llm.recommender, bench.llm.cf, baselines.tallrec, baselines.collm, baselines.binllm;"
+            "assert 'recbole' not in sys.modules, 'recbole imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from bench.llm.cf import cf_embeddings
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path))
+    with pytest.raises(BenchError, match="(?s)no cached mf.*python -m bench run"):
+        cf_embeddings(subset(ml100k, 5, 0), "mf", "bce", 0, train_if_missing=False)
