@@ -42,6 +42,15 @@ class Method:
         self.config = config
         self.ctx = ctx
 
+    @classmethod
+    def variant_overrides(cls, name: str) -> dict[str, Any]:
+        """Config overrides of the named variant (a method may add parametric names)."""
+        if name not in cls.variants:
+            from bench.errors import unknown
+
+            raise unknown(f"variant of {cls.__name__}", name, cls.variants)
+        return cls.variants[name]
+
     def fit(self, split: Split) -> dict[str, Any]:
         """Train on ``split.train`` selecting on ``split.valid``/``valid_small``; return fit info."""
         raise NotImplementedError

@@ -42,7 +42,7 @@ class RunKey:
 
 
 def config_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(_canon(obj).encode()).hexdigest()[:12]
 
 
 def write_atomic(path: Path, record: dict[str, Any]) -> None:
@@ -50,6 +50,7 @@ def write_atomic(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; records are meant to be shared
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=2, sort_keys=False, allow_nan=False, default=str)
             f.flush()
@@ -70,10 +71,16 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("schema_version") == SCHEMA_VERSION else None
 
 
-def is_finished(path: Path, cfg_hash: str, fingerprint: str) -> bool:
+def is_finished(path: Path, config: dict[str, Any], fingerprint: str) -> bool:
+    """A finished record of the same method config on the same split (the fingerprint covers
+    subsets and caps, so nothing else needs comparing)."""
     rec = read_record(path)
-    return bool(rec and rec.get("status") == "ok" and rec.get("config_hash") == cfg_hash
-                and rec.get("split", {}).get("fingerprint") == fingerprint)
+    same_config = rec is not None and _canon(rec.get("config")) == _canon(config)
+    return bool(same_config and rec.get("status") == "ok" and rec.get("split", {}).get("fingerprint") == fingerprint)
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:

@@ -38,8 +38,8 @@ class PlannedRun:
     config: Any
 
     @property
-    def config_hash(self) -> str:
-        return records.config_hash({"config": config_dict(self.config), "dataset": dataclasses.asdict(self.dataset)})
+    def config_dict(self) -> dict[str, Any]:
+        return config_dict(self.config)
 
 
 def resolve_device(device: str) -> str:
@@ -78,9 +78,7 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
                 continue
             cls = get_method(spec.method)
             variant = spec.variant or cls.default_variant
-            if variant not in cls.variants:
-                raise unknown(f"variant of {spec.method}", variant, cls.variants)
-            cfg = build_config(cls.Config, cls.variants[variant], spec.overrides)
+            cfg = build_config(cls.Config, cls.variant_overrides(variant), spec.overrides)
             for seed in seeds or suite.seeds:
                 out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, variant, int(seed)),
                                       ds, spec, cls, cfg))
@@ -90,21 +88,22 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     return out
 
 
-def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> dict[str, Any]:
+def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool = True) -> dict[str, Any]:
     """Fit, score valid and test, write the record. Raises after writing a failed record."""
     key = run.key
     artifacts = artifact_dir(key.dataset, split.fingerprint, key.method, key.variant, key.seed,
-                             records.config_hash(config_dict(run.config)))
+                             records.config_hash(run.config_dict))
     work = Path(tempfile.mkdtemp(prefix=f"recbench-{key.method}-"))
     base: dict[str, Any] = {
         "schema_version": records.SCHEMA_VERSION,
         "key": dataclasses.asdict(key),
         **dataclasses.asdict(key),
         "description": run.method_cls.description,
-        "config": config_dict(run.config),
-        "config_hash": run.config_hash,
+        "config": run.config_dict,
+        "config_hash": records.config_hash(run.config_dict),
         "split": {"fingerprint": split.fingerprint, "subset_users": run.dataset.subset_users,
-                  "subset_seed": run.dataset.subset_seed, "stats": split.stats()},
+                  "subset_seed": run.dataset.subset_seed, "max_eval_rows": run.dataset.max_eval_rows,
+                  "stats": split.stats()},
         "device": device,
         "versions": records.versions(),
         "git": records.git_state(REPO),
@@ -113,7 +112,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str) -> di
     try:
         ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
                          artifact_dir=artifacts, split_fingerprint=split.fingerprint,
-                         run_name=key.stem)
+                         run_name=key.stem, progress=progress)
         method = run.method_cls(run.config, ctx)
         t0 = time.perf_counter()
         fit_info = method.fit(split)
@@ -162,7 +161,8 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
         ds = run.dataset
         if ds.name not in splits:
             try:
-                splits[ds.name] = load_split(ds.name, data_dir, ds.subset_users, ds.subset_seed)
+                splits[ds.name] = load_split(ds.name, data_dir, ds.subset_users, ds.subset_seed,
+                                             max_eval_rows=ds.max_eval_rows)
             except BenchError as e:
                 if not ds.optional:
                     raise
@@ -173,12 +173,12 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
             counts["unavailable"] += 1
             continue
         path = run.key.path(results_dir)
-        if not force and records.is_finished(path, run.config_hash, split.fingerprint):
+        if not force and records.is_finished(path, run.config_dict, split.fingerprint):
             counts["skipped"] += 1
             continue
         bar.set_postfix_str(run.key.stem)
         try:
-            rec = execute(run, split, results_dir, device)
+            rec = execute(run, split, results_dir, device, progress)
             counts["done"] += 1
             m = rec["metrics"]["test"]
             log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])

@@ -4,7 +4,7 @@
     seeds: [0, 1, 2]
     datasets:
       ml1m: {}                          # full split
-      ml100k: {subset_users: 60}        # deterministic user sample
+      ml100k: {subset_users: 60, max_eval_rows: 48}   # user sample; seeded cap on valid/test rows
       amazon-book: {optional: true}     # skipped with a notice when its raw files are absent
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
@@ -20,7 +20,7 @@ import yaml
 from bench.errors import BenchError, did_you_mean, unknown
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
-DATASET_KEYS = {"subset_users", "subset_seed", "optional"}
+DATASET_KEYS = {"subset_users", "subset_seed", "max_eval_rows", "optional"}
 RUN_KEYS = {"method", "variant", "overrides", "datasets"}
 SUITE_KEYS = {"description", "seeds", "datasets", "runs"}
 
@@ -30,6 +30,7 @@ class DatasetSpec:
     name: str
     subset_users: int | None = None
     subset_seed: int = 0
+    max_eval_rows: int | None = None  # seeded cap on valid/test rows (smoke runs on a CPU)
     optional: bool = False
 
 
@@ -85,7 +86,7 @@ def load_suite(name_or_path: str) -> Suite:
     for dname, opts in (raw.get("datasets") or {}).items():
         opts = _check_keys(opts or {}, DATASET_KEYS, f"{where}: dataset {dname}")
         datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
-                                    bool(opts.get("optional", False))))
+                                    opts.get("max_eval_rows"), bool(opts.get("optional", False))))
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
     runs = []

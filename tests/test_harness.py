@@ -93,15 +93,16 @@ def test_cli_errors_are_one_clear_line(capsys, tmp_path):
 def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     key = records.RunKey("s", "d", "m", "v", 0)
     path = key.path(tmp_path)
-    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config_hash": "abc",
+    cfg = {"lr": 0.1}
+    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config_hash": records.config_hash(cfg),
            "split": {"fingerprint": "fp"}}
     records.write_atomic(path, rec)
-    assert records.is_finished(path, "abc", "fp")
-    assert not records.is_finished(path, "abd", "fp")  # config changed -> rerun
-    assert not records.is_finished(path, "abc", "other")  # split changed -> rerun
+    assert records.is_finished(path, cfg, "fp")
+    assert not records.is_finished(path, {"lr": 0.2}, "fp")  # config changed -> rerun
+    assert not records.is_finished(path, cfg, "other")  # split changed -> rerun
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
     path.write_text('{"schema_version": 1, "status": "o')  # truncated by a crash
-    assert not records.is_finished(path, "abc", "fp")
+    assert not records.is_finished(path, cfg, "fp")
     with pytest.raises(ValueError):  # NaN never lands in a record
         records.write_atomic(path, {"x": float("nan")})
     assert json.loads(path.read_text() + 'k"}')["status"] == "ok"  # the old file is untouched

@@ -23,7 +23,7 @@ DATASETS: dict[str, tuple[str, bool, int]] = {
     "ml100k": ("bench.data.ml100k:load", False, 1),
 }
 
-__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "resolve_data_dir", "cache_dir"]
+__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
 
 
 def cache_dir() -> Path:
@@ -104,9 +104,22 @@ def subset(split: Split, n_users: int, seed: int = 0) -> Split:
                  domain=split.domain, **parts)
 
 
+def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
+    """Seeded samples of at most ``n`` valid and test rows (``n // 2`` of valid_small); train is
+    kept. For smoke runs whose evaluation must stay cheap on a CPU."""
+    def cap(df: pd.DataFrame, k: int) -> pd.DataFrame:
+        return df if len(df) <= k else df.sample(n=k, random_state=seed).sort_index().reset_index(drop=True)
+
+    return Split(dataset=split.dataset, train=split.train, valid=cap(split.valid, n),
+                 valid_small=cap(split.valid_small, max(1, n // 2)), test=cap(split.test, n),
+                 n_users=split.n_users, n_items=split.n_items, domain=split.domain)
+
+
 def load_split(name: str, data_dir: str | Path | None = None, subset_users: int | None = None,
-               subset_seed: int = 0, use_cache: bool = True) -> Split:
+               subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None) -> Split:
     split = load_full(name, data_dir, use_cache)
-    return subset(split, subset_users, subset_seed) if subset_users else split
+    if subset_users:
+        split = subset(split, subset_users, subset_seed)
+    return cap_eval_rows(split, max_eval_rows, subset_seed) if max_eval_rows else split
 
 

@@ -66,7 +66,7 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
     from bench.registry import get_method
 
     cls = get_method(method)
-    cfg = build_config(cls.Config, cls.variants[variant], overrides)
+    cfg = build_config(cls.Config, cls.variant_overrides(variant), overrides)
     adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed, config_hash(config_dict(cfg)))
     path = adir / "embeddings.npz"
     if not path.exists():

@@ -78,8 +78,13 @@ class Stage:
 
     name: str
     prompt: str  # "text" | "id"
-    params: list[torch.nn.Parameter]
+    params: list[torch.nn.Parameter] | list[dict]  # parameters, or AdamW param groups
     spec: TrainSpec
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        if self.params and isinstance(self.params[0], dict):
+            return [p for g in self.params for p in g["params"]]
+        return list(self.params)
 
 
 class LLMRecommender(Method):
@@ -175,23 +180,27 @@ class LLMRecommender(Method):
         return df.sample(n=n, random_state=self.ctx.seed + salt).reset_index(drop=True)
 
     # ---- Method contract ----------------------------------------------------------------
-    def fit(self, split: Split) -> dict[str, Any]:
+    def prepare(self, split: Split, backbone: Backbone | None = None) -> None:
+        """Load the backbone (or reuse one) and build the method's parts, without training."""
         torch.manual_seed(self.ctx.seed)
         np.random.seed(self.ctx.seed)
         self.domain = split.domain
-        self.bb = load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed)
+        self.bb = backbone or load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed)
         self.model = self.bb.model
         self.build(split)
         self.modules.to(self.bb.device)
+
+    def fit(self, split: Split) -> dict[str, Any]:
+        self.prepare(split)
         train_rows = self._sample(split.train, self.config.max_train_rows, 1)
         valid_rows = self._sample(split.valid_small, self.config.max_valid_rows, 2)
         info: dict[str, Any] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "stages": {}}
         bs = self.config.batch_size
         stages = self.stages()
-        self._trained = {id(p): p for st in stages for p in st.params}
+        self._trained = {id(p): p for st in stages for p in st.parameters()}
         for stage in stages:
             # only this stage's parameters take gradients (a frozen stage-1 LoRA costs no backward)
-            in_stage = {id(p) for p in stage.params}
+            in_stage = {id(p) for p in stage.parameters()}
             for p in self._trained.values():
                 p.requires_grad_(id(p) in in_stage)
             n_batches = -(-len(train_rows) // bs)

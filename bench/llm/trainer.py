@@ -40,7 +40,7 @@ def cosine_with_warmup(opt: torch.optim.Optimizer, warmup: int, total: int, min_
 
 
 def train(
-    params: list[torch.nn.Parameter],
+    params: list[torch.nn.Parameter] | list[dict],
     batches: Callable[[int], Iterable],  # epoch -> iterable of batches
     n_batches: int,
     loss_fn: Callable[[object], torch.Tensor],
@@ -50,7 +50,12 @@ def train(
     name: str = "",
     progress: bool = True,
 ) -> dict:
-    """Train ``params`` in place; on return they hold the best evaluated state."""
+    """Train ``params`` in place; on return they hold the best evaluated state.
+
+    ``params`` is a list of parameters or of AdamW param groups (e.g. a GNN group with
+    ``weight_decay: 0``, i.e. plain Adam, beside the LLM's AdamW group)."""
+    groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
+    params = [p for g in groups for p in g["params"]]
     if not params:
         raise BenchError(f"{name}: nothing to train", "check which parameters the stage unfreezes")
     steps_per_epoch = max(1, n_batches // spec.grad_accum)
@@ -58,7 +63,7 @@ def train(
     if spec.max_steps:
         total = min(total, spec.max_steps)
     warmup = min(spec.warmup_steps, max(1, total // 10))
-    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
     sched = cosine_with_warmup(opt, warmup, total, spec.min_lr / spec.lr if spec.lr else 0.0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
