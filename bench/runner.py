@@ -39,7 +39,11 @@ class PlannedRun:
 
     @property
     def config_dict(self) -> dict[str, Any]:
-        return config_dict(self.config)
+        """The requested config (a budget target included): what decides whether a record is current."""
+        out = config_dict(self.config)
+        if self.spec.budget is not None:
+            out["budget"] = self.spec.budget
+        return out
 
 
 def resolve_device(device: str) -> str:
@@ -79,8 +83,11 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
             cls = get_method(spec.method)
             variant = spec.variant or cls.default_variant
             cfg = build_config(cls.Config, cls.variant_overrides(variant), spec.overrides)
+            if spec.budget is not None and not hasattr(cls, "budget_knobs"):
+                raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
+            label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
             for seed in seeds or suite.seeds:
-                out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, variant, int(seed)),
+                out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, int(seed)),
                                       ds, spec, cls, cfg))
     if not out:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
@@ -113,7 +120,13 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
                          artifact_dir=artifacts, split_fingerprint=split.fingerprint,
                          run_name=key.stem, progress=progress)
-        method = run.method_cls(run.config, ctx)
+        config = run.config
+        if run.spec.budget is not None:
+            from bench import budget
+
+            config, base["budget"] = budget.match(run.method_cls, config, run.spec.budget, split, ctx)
+            base["matched_config"] = config_dict(config)
+        method = run.method_cls(config, ctx)
         t0 = time.perf_counter()
         fit_info = method.fit(split)
         train_s = time.perf_counter() - t0

@@ -8,6 +8,7 @@
       amazon-book: {optional: true}     # skipped with a notice when its raw files are absent
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
+      - {method: cora-mf, budget: graphlora}   # rank/width set to match graphlora's trainable params
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from bench.errors import BenchError, did_you_mean, unknown
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 DATASET_KEYS = {"subset_users", "subset_seed", "max_eval_rows", "optional"}
-RUN_KEYS = {"method", "variant", "overrides", "datasets"}
+RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
 SUITE_KEYS = {"description", "seeds", "datasets", "runs"}
 
 
@@ -40,6 +41,7 @@ class RunSpec:
     variant: str | None
     overrides: dict[str, Any]
     datasets: tuple[str, ...] | None = None  # restrict this run to some of the suite's datasets
+    budget: str | int | None = None  # match trainable params to a method's count (or a number)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,5 +98,5 @@ def load_suite(name_or_path: str) -> Suite:
             raise BenchError(f"{where}: runs[{i}] has no method", "add `method: NAME`")
         ds = r.get("datasets")
         runs.append(RunSpec(str(r["method"]), r.get("variant"), dict(r.get("overrides") or {}),
-                            tuple(ds) if ds else None))
+                            tuple(ds) if ds else None, r.get("budget")))
     return Suite(path.stem, str(raw.get("description", "")), tuple(seeds), tuple(datasets), tuple(runs))

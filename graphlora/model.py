@@ -22,6 +22,7 @@ _LAYER_VARIANT = re.compile(r"layer-(\d+)")
 class GraphLoRA(LLMRecommender):
     Config = GraphLoRAConfig
     description = "GraphLoRA: GNN signal injected in the LoRA bottleneck of one layer"
+    budget_knobs = ("lora_r", "gnn_hidden")
     variants = {
         "default": {},
         # Table 5(A): training strategy

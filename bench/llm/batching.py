@@ -22,10 +22,12 @@ class Batch:
     slot_nodes: torch.Tensor  # (S,) the user id or item id behind each slot
     rows: np.ndarray  # (B,) indices into the scored table
     labels: torch.Tensor  # (B,) float
+    users: torch.Tensor  # (B,) each row's user key (user id, or a per-row index for sequence CF)
+    items: torch.Tensor  # (B,) each row's item id
 
     def to(self, device: torch.device) -> "Batch":
         for f in ("input_ids", "attention_mask", "position_ids", "slot_rows", "slot_cols", "slot_is_user",
-                  "slot_nodes", "labels"):
+                  "slot_nodes", "labels", "users", "items"):
             setattr(self, f, getattr(self, f).to(device, non_blocking=True))
         return self
 
@@ -49,7 +51,8 @@ def collate(encoded: Sequence[Encoded], rows: np.ndarray, users: np.ndarray, ite
     pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     return Batch(ids, mask, pos_ids, torch.as_tensor(srow, dtype=torch.long), torch.as_tensor(scol, dtype=torch.long),
                  torch.as_tensor([k == "user" for k in skind], dtype=torch.bool), torch.as_tensor(snode, dtype=torch.long), np.asarray(rows),
-                 torch.as_tensor(np.asarray(labels), dtype=torch.float32))
+                 torch.as_tensor(np.asarray(labels), dtype=torch.float32),
+                 torch.as_tensor(np.asarray(users), dtype=torch.long), torch.as_tensor(np.asarray(items), dtype=torch.long))
 
 
 def bucketed(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: np.random.Generator | None = None

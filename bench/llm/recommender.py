@@ -90,6 +90,7 @@ class Stage:
 class LLMRecommender(Method):
     Config = LLMConfig
     description = "LLM recommender base"
+    budget_knobs: ClassVar[tuple[str, ...]] = ("lora_r",)  # what a matched budget may change
 
     def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -227,6 +228,10 @@ class LLMRecommender(Method):
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         return self._score_rows(rows, self.prompt)
+
+    def trainable_count(self) -> int:
+        """Parameters the stages will train (after ``prepare``, before any training)."""
+        return int(sum(p.numel() for p in {id(p): p for st in self.stages() for p in st.parameters()}.values()))
 
     def param_counts(self) -> dict[str, int]:
         """``trainable``: every parameter some stage trained (a later stage may freeze it again)."""

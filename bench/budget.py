@@ -1,0 +1,79 @@
+"""Matched parameter budgets (paper Table 4): set a method's rank / width so its trainable
+parameter count matches a target (a number, or another method's count) within a tolerance.
+
+Counting builds the method on the real backbone and split without training; each method names
+its knobs in ``budget_knobs`` (coarse first, e.g. a rank; then a finer width).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from bench.config import build_config
+from bench.errors import BenchError
+from bench.method import RunContext
+
+TOLERANCE = 0.02
+
+
+def trainable_count(cls: type, cfg: Any, split, ctx: RunContext, backbone) -> int:
+    m = cls(cfg, ctx)
+    m.prepare(split, copy.deepcopy(backbone))  # prepare() may wrap the model (peft): never share it
+    return m.trainable_count()
+
+
+def resolve_target(target: str | int, like: Any, split, ctx: RunContext, backbone) -> tuple[int, str]:
+    """A number, or the trainable count of a registered method (default variant) built with the
+    fields it shares with ``like`` (so the same backbone and LoRA settings)."""
+    if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+        return int(target), "number"
+    from bench.registry import get_method
+
+    cls = get_method(str(target))
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    shared = {k: v for k, v in dataclasses.asdict(like).items() if k in fields}
+    cfg = build_config(cls.Config, cls.variant_overrides(cls.default_variant), shared)
+    return trainable_count(cls, cfg, split, ctx, backbone), str(target)
+
+
+def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict) -> Any:
+    """The knob value whose count is closest to target (counts grow with the knob)."""
+    def count(v: int) -> int:
+        key = (knob, v, tuple(sorted(dataclasses.asdict(cfg).items(), key=str)))
+        if key not in counts:
+            counts[key] = trainable_count(cls, dataclasses.replace(cfg, **{knob: v}), split, ctx, backbone)
+        return counts[key]
+
+    lo, hi = 1, 1
+    while count(hi) < target and hi < 1 << 14:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # count(lo) < target <= count(hi), or the bounds
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    best = min((lo, hi), key=lambda v: abs(count(v) - target))
+    return dataclasses.replace(cfg, **{knob: best})
+
+
+def match(cls: type, cfg: Any, target: str | int, split, ctx: RunContext, backbone=None) -> tuple[Any, dict]:
+    """``cfg`` with its knobs set so the trainable count is within TOLERANCE of ``target``."""
+    knobs = getattr(cls, "budget_knobs", ())
+    if not knobs:
+        raise BenchError(f"{cls.__name__} has no budget knobs", "use `budget` only with LLM methods")
+    if backbone is None:
+        from bench.llm.backbone import load_backbone
+
+        backbone = load_backbone(cfg.backbone, ctx.device, ctx.seed)
+    goal, source = resolve_target(target, cfg, split, ctx, backbone)
+    counts: dict = {}
+    for knob in knobs:
+        cfg = _search(cls, cfg, knob, goal, split, ctx, backbone, counts)
+        got = trainable_count(cls, cfg, split, ctx, backbone)
+        if abs(got - goal) <= TOLERANCE * goal:
+            break
+    if abs(got - goal) > TOLERANCE * goal:
+        raise BenchError(f"{cls.__name__}: no setting of {knobs} reaches {goal:,} trainable parameters within "
+                         f"{TOLERANCE:.0%} (closest {got:,})", "pick another budget target")
+    info = {"target": goal, "target_from": source, "matched": got,
+            "relative_error": (got - goal) / goal, "knobs": {k: getattr(cfg, k) for k in knobs}}
+    return cfg, info
