@@ -46,7 +46,9 @@ def test_cora_is_per_sample_and_starts_as_the_frozen_model(split, backbone, tmp_
     assert np.allclose(scores, m._score_rows(rows, "text"), atol=1e-6)
     # every q,k,v,o of every layer has its own B; A depends on the (user, item) of the row
     assert len(m.modules["B"]) == 4 * backbone.num_layers
-    u, i = m.modules.cf_user[torch.tensor([1, 2])], m.modules.cf_item[torch.tensor([3, 3])]
+    two_users = torch.as_tensor(split.train["user"].unique()[:2])
+    item = torch.as_tensor(split.train["item"].iloc[[0, 0]].to_numpy())
+    u, i = m.modules.cf_user[two_users], m.modules.cf_item[item]
     a = m.modules["qformer"](u, i)
     assert a.shape == (2, backbone.hidden_size, m.config.cora_r)
     assert not torch.allclose(a[0], a[1])

@@ -94,7 +94,7 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     key = records.RunKey("s", "d", "m", "v", 0)
     path = key.path(tmp_path)
     cfg = {"lr": 0.1}
-    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config_hash": records.config_hash(cfg),
+    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config": cfg,
            "split": {"fingerprint": "fp"}}
     records.write_atomic(path, rec)
     assert records.is_finished(path, cfg, "fp")
