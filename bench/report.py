@@ -35,11 +35,14 @@ def load_frame(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         row = {k: rec[k] for k in ("suite", "dataset", "method", "variant", "seed")}
         row["fingerprint"] = rec["split"]["fingerprint"]
         row["subset_users"] = rec["split"].get("subset_users")
+        row["max_eval_rows"] = rec["split"].get("max_eval_rows")
         for part in ("valid", "test"):
             for m, v in rec["metrics"].get(part, {}).items():
                 row[f"{part}/{m}"] = v
         row["params_trainable"] = rec.get("params", {}).get("trainable")
         row["train_s"] = rec.get("timing", {}).get("train_s")
+        row["infer_test_s"] = rec.get("timing", {}).get("infer_test_s")
+        row["budget_target"] = (rec.get("budget") or {}).get("target")
         rows.append(row)
     return pd.DataFrame(rows), bad
 
@@ -88,6 +91,41 @@ def table3(df: pd.DataFrame, part: str = "test") -> tuple[list[str], list[list[s
     return header, body
 
 
+DETAIL_COLUMNS = (("valid/auc", "valid AUC"), ("valid/uauc", "valid UAUC"), ("test/auc", "test AUC"),
+                  ("test/uauc", "test UAUC"), ("test/ndcg@10", "test NDCG@10"), ("test/n_rows", "test rows"),
+                  ("params_trainable", "trainable params"), ("budget_target", "budget target"),
+                  ("train_s", "train s"), ("infer_test_s", "test inference s"))
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{int(v):,}"
+
+
+def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Every run: valid and test metrics, trainable parameters (and a budget target), times."""
+    header = ["dataset", "method (variant)", "seed"] + [label for _, label in DETAIL_COLUMNS]
+    body = []
+    for _, r in df.sort_values(["dataset", "method", "variant", "seed"]).iterrows():
+        body.append([r["dataset"], f"{r['method']} ({r['variant']})", str(r["seed"])]
+                    + [_num(r.get(col)) for col, _ in DETAIL_COLUMNS])
+    return header, body
+
+
+def _given(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _data_note(dataset: str, r: pd.Series) -> str:
+    parts = [f"{int(r['subset_users'])}-user subset" if _given(r.get("subset_users")) else "all users"]
+    if _given(r.get("max_eval_rows")):
+        parts.append(f"seeded samples of at most {int(r['max_eval_rows'])} valid / test rows")
+    return f"{dataset}: " + ", ".join(parts)
+
+
 def render_all(results_dir: Path, out_dir: Path) -> list[Path]:
     if not results_dir.exists():
         raise BenchError(f"results directory {results_dir} does not exist", "run `python -m bench run --suite smoke` first")
@@ -102,12 +140,12 @@ def render_all(results_dir: Path, out_dir: Path) -> list[Path]:
     for suite, g in (df.groupby("suite") if not df.empty else []):
         check_fingerprints(g, suite)
         header, body = table3(g)
-        subsets = {d: s for d, s in zip(g["dataset"], g["subset_users"])}
-        note = ", ".join(f"{d}: {'full split' if not s or (isinstance(s, float) and math.isnan(s)) else f'{int(s)}-user subset'}"
-                         for d, s in sorted(subsets.items()))
+        note = "; ".join(_data_note(d, r) for d, r in g.groupby("dataset").first().iterrows())
         md += [f"## Suite `{suite}` — Table 3 layout (test split; mean ± 95% CI over seeds)", "",
                f"Data: {note}. UAUC = unweighted mean of per-user AUC over users with both classes.", "",
                tabulate(body, headers=header, tablefmt="github"), ""]
+        dh, db = details(g)
+        md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
         tex = tabulate(body, headers=header, tablefmt="latex_booktabs")
         path = out_dir / f"table3_{suite}.tex"
         path.write_text(tex + "\n")

@@ -99,7 +99,7 @@ class LLMRecommender(Method):
         self.modules = torch.nn.ModuleDict()  # method-owned trainable parts (projectors, encoders)
         self.prompt = "text"  # prompt used for scoring after training
         self.domain = "movie"
-        self._cache: dict[tuple[int, str], list[Encoded]] = {}
+        self._cache: dict[tuple[int, str], tuple[pd.DataFrame, list[Encoded]]] = {}
         self.fit_info: dict[str, Any] = {}
 
     # ---- hooks ------------------------------------------------------------------------
@@ -138,14 +138,16 @@ class LLMRecommender(Method):
         return [p for n, p in self.model.named_parameters() if "lora_" in n]
 
     def _encoded(self, rows: pd.DataFrame, prompt: str) -> list[Encoded]:
+        """Tokenised prompts of a table, cached per table object (the entry holds the table, so
+        its id cannot be reused by another frame while cached)."""
         key = (id(rows), prompt)
-        if key not in self._cache:
+        hit = self._cache.get(key)
+        if hit is None or hit[0] is not rows:
             pb = PromptBuilder(self.bb.tokenizer, prompt, self.domain, self.config.history_len, self.config.max_len)
-            self._cache[key] = [
-                pb.encode(h, t, self.slot_text(r))
-                for r, h, t in zip(rows.itertuples(index=False), rows["history_titles"], rows["title"])
-            ]
-        return self._cache[key]
+            hit = (rows, [pb.encode(h, t, self.slot_text(r))
+                          for r, h, t in zip(rows.itertuples(index=False), rows["history_titles"], rows["title"])])
+            self._cache[key] = hit
+        return hit[1]
 
     def _batches(self, rows: pd.DataFrame, prompt: str, batch_size: int, shuffle: bool, seed: int = 0):
         enc = self._encoded(rows, prompt)
