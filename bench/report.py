@@ -7,7 +7,6 @@ never as zero; records of one dataset with different split fingerprints are refu
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 

@@ -36,3 +36,19 @@ def ml100k():
     from bench.data import load_split
 
     return load_split("ml100k")
+
+
+@pytest.fixture(scope="session")
+def split(ml100k):
+    """A 12-user ML-100K subset for the LLM-method tests."""
+    from bench.data import subset
+
+    return subset(ml100k, 12, 0)
+
+
+@pytest.fixture(scope="session")
+def backbone():
+    """The tiny random LLaMA with the real SmolLM2 tokenizer (deep-copy it before wrapping)."""
+    from bench.llm.backbone import load_backbone
+
+    return load_backbone("tiny-random")

@@ -8,23 +8,11 @@ import torch
 
 from bench import budget
 from bench.config import build_config
-from bench.data import subset
 from bench.errors import BenchError
-from bench.llm.backbone import load_backbone
 from bench.method import RunContext
 from bench.registry import get_method
 
 TINY = {"backbone": "tiny-random", "eval_batch_size": 16}
-
-
-@pytest.fixture(scope="module")
-def split(ml100k):
-    return subset(ml100k, 12, 0)
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return load_backbone("tiny-random")
 
 
 def ctx(tmp):

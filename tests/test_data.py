@@ -150,3 +150,15 @@ def test_subset_is_deterministic_and_keeps_ids(ml100k):
     users = set().union(*(set(df["user"]) for _, df in a.parts()))
     assert len(users) == 30 and (a.n_users, a.n_items) == (ml100k.n_users, ml100k.n_items)
     assert set(a.test["item"]) <= set(ml100k.test["item"])
+
+
+def test_capped_eval_rows_keep_valid_small_inside_valid(ml1m):
+    from bench.data import cap_eval_rows
+
+    capped = cap_eval_rows(subset(ml1m, 60, 0), 200, seed=0)
+    assert len(capped.valid) == len(capped.test) == 200 and 0 < len(capped.valid_small) <= 100
+    key = ["user", "item", "timestamp"]
+    assert len(capped.valid_small.merge(capped.valid[key], on=key)) == len(capped.valid_small)
+    assert len(capped.train) == len(subset(ml1m, 60, 0).train)
+    again = cap_eval_rows(subset(ml1m, 60, 0), 200, seed=0)
+    assert again.fingerprint == capped.fingerprint

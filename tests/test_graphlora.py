@@ -6,24 +6,12 @@ import pytest
 import torch
 
 from bench.config import build_config
-from bench.data import subset
 from bench.errors import BenchError
-from bench.llm.backbone import load_backbone
 from bench.method import RunContext
 from bench.registry import get_method
 from graphlora.injection import lora_modules_of_layer
 
 TINY = {"backbone": "tiny-random", "eval_batch_size": 16, "lora_dropout": 0.0}
-
-
-@pytest.fixture(scope="module")
-def split(ml100k):
-    return subset(ml100k, 12, 0)
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return load_backbone("tiny-random")
 
 
 def prepared(split, backbone, tmp_path, variant="default", **over):

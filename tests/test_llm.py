@@ -1,5 +1,4 @@
 """The shared LLM core on a tiny random LLaMA with the real SmolLM2 tokenizer."""
-import tempfile
 from pathlib import Path
 
 import numpy as np

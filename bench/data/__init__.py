@@ -105,13 +105,17 @@ def subset(split: Split, n_users: int, seed: int = 0) -> Split:
 
 
 def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
-    """Seeded samples of at most ``n`` valid and test rows (``n // 2`` of valid_small); train is
-    kept. For smoke runs whose evaluation must stay cheap on a CPU."""
+    """Seeded samples of at most ``n`` valid and test rows, and of at most ``n // 2`` of the
+    valid_small rows that stay in the sampled valid (valid_small is part of valid); train is
+    kept. For runs whose evaluation must stay cheap on a CPU."""
     def cap(df: pd.DataFrame, k: int) -> pd.DataFrame:
         return df if len(df) <= k else df.sample(n=k, random_state=seed).sort_index().reset_index(drop=True)
 
-    return Split(dataset=split.dataset, train=split.train, valid=cap(split.valid, n),
-                 valid_small=cap(split.valid_small, max(1, n // 2)), test=cap(split.test, n),
+    valid = cap(split.valid, n)
+    key = ["user", "item", "timestamp"]
+    kept = split.valid_small.merge(valid[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
+    return Split(dataset=split.dataset, train=split.train, valid=valid,
+                 valid_small=cap(kept, max(1, n // 2)), test=cap(split.test, n),
                  n_users=split.n_users, n_items=split.n_items, domain=split.domain)
 
 

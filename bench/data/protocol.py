@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from bench.data.schema import Split

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 
