@@ -122,3 +122,22 @@ def test_variants_and_parameter_shapes(split, backbone, tmp_path):
     assert pre.injector.proj["q_proj"].weight.shape == (hidden, r)  # pre-A: to the hidden size
     mid_stage = mid.stages()[0]
     assert mid_stage.params[1]["weight_decay"] == 0.0  # Adam for the collaborative side
+
+
+def test_ego_graphs_with_and_without_a_neighbour_cap(split):
+    from graphlora.encoders import Subgraphs
+
+    edges = split.train_graph()
+    full = Subgraphs(edges, split.n_users, split.n_items)
+    capped = Subgraphs(edges, split.n_users, split.n_items, max_neighbors=3, seed=1)
+    user = int(edges[0, 0])
+    node = torch.tensor([user, user])
+    ids, ei, w, centers = full.ego_graphs(node)
+    n_items = int((edges[:, 0] == user).sum())
+    assert len(ids) == 2 * (1 + n_items) and centers.tolist() == [0, 1 + n_items]  # one ego graph per slot
+    assert set(ids[1:1 + n_items].tolist()) == {split.n_users + int(i) for i in edges[edges[:, 0] == user, 1]}
+    deg_u = n_items
+    assert torch.allclose(w[0], torch.tensor(1.0 / (deg_u * float(full.deg[ids[1]])) ** 0.5))
+    ids_c, _, _, _ = capped.ego_graphs(node)
+    assert len(ids_c) == 2 * (1 + min(3, n_items))
+    assert ids_c[1:1 + min(3, n_items)].tolist() == capped.ego_graphs(node[:1])[0][1:].tolist()  # fixed sample
