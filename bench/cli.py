@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("ls", help="list methods, datasets and suites")
 
-    rep = sub.add_parser("report", help="render results/ as Markdown and LaTeX tables")
+    rep = sub.add_parser("report", help="render results/ as the paper's tables (Markdown, LaTeX) and figures")
     rep.add_argument("--results-dir", default="results", type=Path)
     rep.add_argument("--out", default="reports", type=Path)
+    rep.add_argument("--layout", default=None, type=Path,
+                     help="which run fills which table row (default: bench/layouts/graphlora-paper.yaml)")
     return p
 
 
@@ -79,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{counts['failed']} failed, {counts['unavailable']} without data")
             return 1 if counts["failed"] else 0
         if args.command == "report":
-            from bench.report import render_all
+            from bench.report import DEFAULT_LAYOUT, render_all
 
-            for path in render_all(args.results_dir, args.out):
+            for path in render_all(args.results_dir, args.out, args.layout or DEFAULT_LAYOUT):
                 print(f"wrote {path}")
             return 0
     except BenchError as e:

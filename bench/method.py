@@ -63,6 +63,11 @@ class Method:
         """``trainable`` and ``total`` parameter counts, measured the same way for all methods."""
         raise NotImplementedError
 
+    def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float] | None:
+        """Median seconds of one train step and one inference step on a fixed batch of ``rows``
+        after ``warmup`` untimed steps (Table 6); None where a method has no such step."""
+        return None
+
     def artifacts(self) -> dict[str, str]:
         """Paths of persistent outputs (e.g. embeddings), recorded in the run record."""
         return {}

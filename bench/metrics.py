@@ -47,6 +47,17 @@ def _user_aucs(users, labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(aucs, dtype=float), np.asarray(npos, dtype=float)
 
 
+def per_user_auc(users, labels, scores) -> dict[str, float]:
+    """AUC of every user with both classes, keyed by the user id as text (JSON-ready). Records keep
+    it for the test split so the report can run a paired bootstrap over users between methods."""
+    out = {}
+    for u, g in _per_user(users, labels, scores):
+        y = g["y"].to_numpy()
+        if len(y) >= 2 and y.min() != y.max():
+            out[str(u)] = float(roc_auc_score(y, g["s"].to_numpy()))
+    return out
+
+
 def uauc(users, labels, scores) -> float:
     aucs, _ = _user_aucs(users, labels, scores)
     return float(aucs.mean()) if len(aucs) else float("nan")

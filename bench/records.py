@@ -91,6 +91,23 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Non
         yield path, read_record(path)
 
 
+def device_name(device: str) -> str:
+    """What a timing was measured on, in words (the Table 6 caption prints it)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in VERSIONED_PACKAGES:

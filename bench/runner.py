@@ -21,7 +21,7 @@ from bench.data import load_split
 from bench.data.schema import Split
 from bench.errors import BenchError, unknown
 from bench.method import RunContext
-from bench.metrics import evaluate
+from bench.metrics import evaluate, per_user_auc
 from bench.registry import get_method, method_table
 from bench.suites import DatasetSpec, RunSpec, Suite, load_suite
 
@@ -36,6 +36,7 @@ class PlannedRun:
     spec: RunSpec
     method_cls: type
     config: Any
+    timing: tuple[int, int] = (2, 5)  # (warm-up, timed) steps for the step timings
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
             label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
             for seed in seeds or suite.seeds:
                 out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, int(seed)),
-                                      ds, spec, cls, cfg))
+                                      ds, spec, cls, cfg, suite.timing))
     if not out:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
                          "check --methods / --datasets against `python -m bench ls`")
@@ -112,6 +113,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
                   "subset_seed": run.dataset.subset_seed, "max_eval_rows": run.dataset.max_eval_rows,
                   "stats": split.stats()},
         "device": device,
+        "device_name": records.device_name(device),
         "versions": records.versions(),
         "git": records.git_state(REPO),
         "started": records.now(),
@@ -130,7 +132,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         t0 = time.perf_counter()
         fit_info = method.fit(split)
         train_s = time.perf_counter() - t0
-        metrics, infer = {}, {}
+        metrics, infer, per_user = {}, {}, {}
         for part in ("valid", "test"):
             rows = getattr(split, part)
             t0 = time.perf_counter()
@@ -138,13 +140,19 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
             infer[part] = time.perf_counter() - t0
             try:
                 metrics[part] = evaluate(rows, scores)
+                per_user[part] = per_user_auc(rows["user"].to_numpy(), rows["label"].to_numpy(), scores)
             except ValueError as e:
                 raise BenchError(f"{key.stem}: {part} scores are unusable ({e})",
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
+        timing = {"train_s": train_s, "infer_valid_s": infer["valid"], "infer_test_s": infer["test"],
+                  "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
+        warmup, repeats = run.timing
+        if repeats:  # after scoring, so the timed steps cannot touch any reported number
+            timing.update(method.step_timings(split.train, warmup, repeats) or {})
         rec = {**base, "status": "ok", "fit": fit_info, "metrics": metrics,
+               "per_user_auc": per_user,  # for paired bootstraps over users in the report
                "params": method.param_counts(),
-               "timing": {"train_s": train_s, "infer_valid_s": infer["valid"], "infer_test_s": infer["test"],
-                          "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)},
+               "timing": timing,
                "artifacts": method.artifacts(), "finished": records.now()}
         records.write_atomic(key.path(results_dir), rec)
         key.failed_path(results_dir).unlink(missing_ok=True)

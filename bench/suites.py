@@ -9,6 +9,7 @@
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
       - {method: cora-mf, budget: graphlora}   # rank/width set to match graphlora's trainable params
+    timing: {warmup: 2, repeats: 5}     # step timings after each run (Table 6); repeats 0 = off
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from bench.errors import BenchError, did_you_mean, unknown
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 DATASET_KEYS = {"subset_users", "subset_seed", "max_eval_rows", "optional"}
 RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
-SUITE_KEYS = {"description", "seeds", "datasets", "runs"}
+SUITE_KEYS = {"description", "seeds", "datasets", "runs", "timing"}
+TIMING_KEYS = {"warmup", "repeats"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Suite:
     seeds: tuple[int, ...]
     datasets: tuple[DatasetSpec, ...]
     runs: tuple[RunSpec, ...]
+    timing: tuple[int, int] = (2, 5)  # (warm-up steps, timed steps) on a fixed batch after each run
 
 
 def suite_names() -> list[str]:
@@ -99,4 +102,10 @@ def load_suite(name_or_path: str) -> Suite:
         ds = r.get("datasets")
         runs.append(RunSpec(str(r["method"]), r.get("variant"), dict(r.get("overrides") or {}),
                             tuple(ds) if ds else None, r.get("budget")))
-    return Suite(path.stem, str(raw.get("description", "")), tuple(seeds), tuple(datasets), tuple(runs))
+    timing = _check_keys(raw.get("timing") or {}, TIMING_KEYS, f"{where}: timing")
+    warmup, repeats = timing.get("warmup", 2), timing.get("repeats", 5)
+    if not all(isinstance(v, int) and v >= 0 for v in (warmup, repeats)):
+        raise BenchError(f"{where}: timing warmup / repeats must be ints >= 0, got {warmup!r} / {repeats!r}",
+                         "e.g. timing: {warmup: 2, repeats: 5} (repeats: 0 turns step timing off)")
+    return Suite(path.stem, str(raw.get("description", "")), tuple(seeds), tuple(datasets), tuple(runs),
+                 (warmup, repeats))

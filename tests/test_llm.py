@@ -143,3 +143,20 @@ def test_llm_path_never_imports_recbole_and_names_the_missing_cf_run(ml100k, tmp
     monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path))
     with pytest.raises(BenchError, match="(?s)no cached mf.*python -m bench run"):
         cf_embeddings(subset(ml100k, 5, 0), "mf", "bce", 0, train_if_missing=False)
+
+
+def test_step_timings_change_nothing_learnt(ml100k, tmp_path):
+    small = subset(ml100k, 8, 1)
+    cls = get_method("tallrec")
+    m = cls(build_config(cls.Config, TINY, {"max_train_rows": 16, "max_valid_rows": 8}), ctx(tmp_path))
+    m.fit(small)
+    before = m.score(small.test)
+    state = {n: p.detach().clone() for n, p in m.model.named_parameters() if "lora_" in n}
+    flags = {n: p.requires_grad for n, p in m.model.named_parameters()}
+    t = m.step_timings(small.train, warmup=1, repeats=3)
+    assert t["train_step_s"] > 0 and t["infer_step_s"] > 0
+    assert t["step_batch"] == 8 and t["infer_batch"] == min(16, len(small.train))
+    assert all(torch.equal(p, state[n]) for n, p in m.model.named_parameters() if "lora_" in n)
+    assert all(p.grad is None for p in m.model.parameters())
+    assert flags == {n: p.requires_grad for n, p in m.model.named_parameters()}
+    assert np.array_equal(before, m.score(small.test))

@@ -68,6 +68,9 @@ class Split:
             "test": len(self.test), "n_users": self.n_users, "n_items": self.n_items,
             "users_seen": int(pd.concat([d["user"] for _, d in self.parts()]).nunique()),
             "items_seen": int(pd.concat([d["item"] for _, d in self.parts()]).nunique()),
+            **{f"{part}_pos_rate": float(df["label"].mean()) if len(df) else float("nan")
+               for part, df in self.parts() if part != "valid_small"},
+            "test_warm": int((self.test["not_cold"] == 1).sum()), "test_cold": int((self.test["not_cold"] == 0).sum()),
         }
 
 

@@ -8,6 +8,7 @@ counting are shared, so every method is measured the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from typing import Any, ClassVar, Mapping
@@ -230,6 +231,58 @@ class LLMRecommender(Method):
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         return self._score_rows(rows, self.prompt)
+
+    def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float]:
+        """Median train step (forward + backward over every trained parameter, no optimiser update,
+        so nothing learnt changes) and inference step on one fixed batch, synchronised on CUDA."""
+        import time
+
+        dev = self.bb.device
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+        fixed = rows.head(max(self.config.batch_size, self.config.eval_batch_size)).reset_index(drop=True)
+        train_batch = next(self._batches(fixed.head(self.config.batch_size), self.prompt, self.config.batch_size, shuffle=False))
+        infer_batch = next(self._batches(fixed.head(self.config.eval_batch_size), self.prompt,
+                                         self.config.eval_batch_size, shuffle=False))
+        trained = list(getattr(self, "_trained", {}).values())
+        was = [p.requires_grad for p in trained]
+
+        def train_step() -> None:
+            with autocast:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(train_batch), train_batch.labels)
+            loss.backward()
+            for p in trained:
+                p.grad = None
+
+        def infer_step() -> None:
+            with torch.inference_mode(), autocast:
+                self.forward_scores(infer_batch)
+
+        def median_time(step, train: bool) -> float:
+            self.model.train(train)
+            self.modules.train(train)
+            times = []
+            for i in range(warmup + repeats):
+                sync()
+                t0 = time.perf_counter()
+                step()
+                sync()
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+            return float(np.median(times))
+
+        try:
+            for p in trained:
+                p.requires_grad_(True)
+            out = {"train_step_s": median_time(train_step, True), "infer_step_s": median_time(infer_step, False),
+                   "step_batch": int(len(train_batch.labels)), "infer_batch": int(len(infer_batch.labels)),
+                   "step_warmup": warmup, "step_repeats": repeats}
+        finally:
+            for p, w in zip(trained, was):
+                p.requires_grad_(w)
+            self.model.eval()
+            self.modules.eval()
+        return out
 
     def trainable_count(self) -> int:
         """Parameters the stages will train (after ``prepare``, before any training)."""

@@ -1,0 +1,135 @@
+"""Renders run records into the paper's tables and figures: a pure function of ``results/``
+(never imports torch). ``reports/results.md`` holds every suite's Markdown tables;
+``reports/<suite>/`` its LaTeX tables and PNG / PDF figures.
+
+Every cell is the mean over seeds with a 95% t-interval (a single-seed cell says so). Missing
+cells show as "–", never as zero; records of one dataset with different split fingerprints are
+refused. Which run fills which row comes from a layout file (``bench/layouts/``).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.report.frame import load_frame
+from bench.report.layout import DEFAULT_LAYOUT, Layout, load_layout
+from bench.report.stats import MISSING, fmt_cell, mean_ci
+from bench.report import tables
+
+__all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
+
+
+def check_fingerprints(df: pd.DataFrame, suite: str) -> None:
+    for dataset, g in df.groupby("dataset"):
+        fps = g["fingerprint"].unique()
+        if len(fps) > 1:
+            raise BenchError(
+                f"suite {suite}: records of {dataset} come from {len(fps)} different splits ({', '.join(fps)})",
+                "rerun the stale records with --force, or move them out of results/",
+            )
+
+
+DETAIL_COLUMNS = (("valid/auc", "valid AUC"), ("valid/uauc", "valid UAUC"), ("test/auc", "test AUC"),
+                  ("test/uauc", "test UAUC"), ("test/ndcg@10", "test NDCG@10"), ("test/n_rows", "test rows"),
+                  ("params_trainable", "trainable params"), ("budget_target", "budget target"),
+                  ("train_s", "train s"), ("infer_test_s", "test inference s"))
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{int(v):,}"
+
+
+def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Every run: valid and test metrics, trainable parameters (and a budget target), times."""
+    header = ["dataset", "method (variant)", "seed"] + [label for _, label in DETAIL_COLUMNS]
+    body = []
+    for _, r in df.sort_values(["dataset", "method", "variant", "seed"]).iterrows():
+        body.append([r["dataset"], f"{r['method']} ({r['variant']})", str(r["seed"])]
+                    + [_num(r.get(col)) for col, _ in DETAIL_COLUMNS])
+    return header, body
+
+
+def _given(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _data_note(dataset: str, r: pd.Series) -> str:
+    parts = [f"{int(r['subset_users'])}-user subset" if _given(r.get("subset_users")) else "all users"]
+    if _given(r.get("max_eval_rows")):
+        parts.append(f"seeded samples of at most {int(r['max_eval_rows'])} valid / test rows")
+    return f"{dataset}: " + ", ".join(parts)
+
+
+TABLES: tuple[tuple[str, str, Callable[..., tables.Table]], ...] = (
+    ("table2", "Table 2 — dataset statistics (as the runs saw them)", lambda df, lay, tex: tables.table2(df, tex)),
+    ("table3", "Table 3 — main results (test; mean ± 95% CI over seeds; best in bold)", tables.table3),
+    ("table4", "Table 4 — matched parameter budget (test)", tables.table4),
+    ("table5", "Table 5 — ablations (test)", tables.table5),
+    ("table6", "Table 6 — efficiency, as ratios to LoRA-only (trainable MF)", tables.table6),
+)
+TABLE3_NOTE = ("UAUC = unweighted mean of per-user AUC over users with both classes. Bold = best mean; "
+               "\\* = beats the runner-up under a paired t-test over seeds (p < 0.05); † = under a paired "
+               "bootstrap of per-user AUC over test users (p < 0.05).")
+
+
+def _empty(body: list[list[str]]) -> bool:
+    """True when no cell holds a number (every data cell missing): such a table is not printed."""
+    return not any(re.match(r"^(\*\*|\\textbf\{)?-?\d", c) for row in body for c in row)
+
+
+def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAYOUT) -> list[Path]:
+    if not results_dir.exists():
+        raise BenchError(f"results directory {results_dir} does not exist", "run `python -m bench run --suite smoke` first")
+    layout: Layout = load_layout(layout_path)
+    df, bad = load_frame(results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    md: list[str] = ["# recbench results", ""]
+    if bad:
+        md += ["Unreadable or foreign files in results/ (ignored):", ""] + [f"- `{p}`" for p in bad] + [""]
+    if df.empty:
+        md.append("No finished runs yet.")
+    for suite, g in (df.groupby("suite") if not df.empty else []):
+        check_fingerprints(g, suite)
+        sdir = out_dir / suite
+        sdir.mkdir(parents=True, exist_ok=True)
+        note = "; ".join(_data_note(d, r) for d, r in g.groupby("dataset").first().iterrows())
+        md += [f"## Suite `{suite}`", "", f"Data: {note}.", ""]
+        for name, title, fn in TABLES:
+            header, body, notes = fn(g, layout, False)
+            if not body or (name != "table2" and _empty(body)):
+                md += [f"### {title}", "", "_No runs of this table in this suite._", ""]
+                continue
+            md += [f"### {title}", "", tabulate(body, headers=header, tablefmt="github"), ""]
+            if name == "table3":
+                md += [TABLE3_NOTE, ""]
+            md += [f"- {n}" for n in notes] + ([""] if notes else [])
+            th, tb, _ = fn(g, layout, True)
+            path = sdir / f"{name}.tex"
+            path.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
+            written.append(path)
+        from bench.report import figures  # matplotlib only when there is something to draw
+
+        for dataset in sorted(g["dataset"].unique()):
+            for fig_name, fn in (("fig3", figures.fig3), ("fig4", figures.fig4)):
+                paths = fn(g, layout, dataset, sdir / f"{fig_name}_{dataset}")
+                written += paths
+                png = [p for p in paths if p.suffix == ".png"]
+                if png:
+                    md += [f"![{fig_name} {dataset}]({png[0].relative_to(out_dir).as_posix()})", ""]
+        dh, db = details(g)
+        md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
+    path = out_dir / "results.md"
+    path.write_text("\n".join(md) + "\n")
+    written.insert(0, path)
+    return written

@@ -1,0 +1,201 @@
+"""The paper's tables from one suite's records: Table 2 (data), 3 (main), 4 (matched budget),
+5 (ablations), 6 (efficiency ratios). Each returns (header, body, notes); ``tex=True`` gives
+LaTeX-ready cells (bold as ``\\textbf``, labels escaped). Missing cells are "–", never zero."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.layout import Layout, Row
+from bench.report.stats import MISSING, fmt_cell, mean_ci, paired_seed_test, paired_user_bootstrap
+
+Table = tuple[list[str], list[list[str]], list[str]]
+METRIC_LABELS = {"auc": "AUC", "uauc": "UAUC", "ndcg@10": "NDCG@10", "ndcg_full_both_classes": "NDCG (full, both classes)"}
+_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}"}
+
+
+def esc(text: str, tex: bool) -> str:
+    return "".join(_TEX_ESCAPES.get(c, c) for c in text) if tex else text
+
+
+def bold(text: str, tex: bool) -> str:
+    return f"\\textbf{{{text}}}" if tex else f"**{text}**"
+
+
+def _values(g: pd.DataFrame, col: str) -> list[float]:
+    return g[col].tolist() if col in g and len(g) else []
+
+
+def _given(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def layout_keys(layout: Layout) -> set[tuple[str, str]]:
+    rows = [r for s in layout.table3 + layout.table5 + layout.table6 for r in s.rows] + list(layout.table4)
+    if layout.table6_baseline:
+        rows.append(layout.table6_baseline)
+    return {(r.method, v) for r in rows for v in r.variants}
+
+
+# ---- Table 2 --------------------------------------------------------------------------------
+T2_COLUMNS = (("stats/n_users", "#Users"), ("stats/n_items", "#Items"), ("stats/train", "#Train"),
+              ("stats/valid", "#Valid"), ("stats/test", "#Test"), ("stats/test_warm", "#Test warm"),
+              ("stats/test_cold", "#Test cold"), ("stats/train_pos_rate", "Train pos. rate"),
+              ("stats/test_pos_rate", "Test pos. rate"))
+
+
+def _fmt_stat(v: Any) -> str:
+    if not _given(v):
+        return MISSING
+    return f"{v:.3f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v):,}"
+
+
+def table2(df: pd.DataFrame, tex: bool = False) -> Table:
+    """Dataset statistics as the runs saw them (computed from the splits when each run started)."""
+    header = ["Dataset"] + [label for _, label in T2_COLUMNS]
+    body, notes = [], []
+    for dataset, g in sorted(df.groupby("dataset")):
+        r = g.iloc[0]
+        body.append([esc(dataset, tex)] + [_fmt_stat(r.get(col)) for col, _ in T2_COLUMNS])
+        if _given(r.get("subset_users")) or _given(r.get("max_eval_rows")):
+            notes.append(f"{dataset}: " + ", ".join(
+                ([f"{int(r['subset_users'])}-user subset"] if _given(r.get("subset_users")) else [])
+                + ([f"valid / test capped at {int(r['max_eval_rows'])} seeded rows"] if _given(r.get("max_eval_rows")) else [])))
+    return header, body, notes
+
+
+# ---- Table 3 --------------------------------------------------------------------------------
+def table3_rows(df: pd.DataFrame, layout: Layout) -> list[tuple[str, str, pd.DataFrame]]:
+    """(group, label, records) for every layout row, then every unplaced run under "Other runs"."""
+    out = []
+    for section in layout.table3:
+        for row in section.rows:
+            label, g = row.pick(df)
+            out.append((section.name, label, g))
+    placed = layout_keys(layout)
+    for (method, variant), g in sorted(df.groupby(["method", "variant"])):
+        if (method, variant) in placed or layout.layer_of(method, variant) is not None:
+            continue
+        out.append(("Other runs", f"{method} ({variant})", g))
+    return out
+
+
+def _per_user_mean(g: pd.DataFrame) -> dict[str, float]:
+    """Per-user test AUC averaged over the seeds that recorded it."""
+    acc: dict[str, list[float]] = {}
+    for d in g["per_user_auc"] if "per_user_auc" in g else []:
+        for u, v in (d or {}).items():
+            acc.setdefault(u, []).append(v)
+    return {u: float(np.mean(v)) for u, v in acc.items()}
+
+
+def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[str, ...] = ("auc", "uauc")) -> Table:
+    datasets = sorted(df["dataset"].unique())
+    rows = table3_rows(df, layout)
+    header = ["Group", "Method"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in metrics]
+    cells = [[fmt_cell(_values(g[g["dataset"] == d], f"test/{m}")) for d in datasets for m in metrics]
+             for _, _, g in rows]
+    notes = []
+    for j, (d, m) in enumerate((d, m) for d in datasets for m in metrics):
+        means = [(mean_ci(_values(g[g["dataset"] == d], f"test/{m}"))[0], i) for i, (_, _, g) in enumerate(rows)]
+        ranked = sorted(((v, i) for v, i in means if not math.isnan(v)), reverse=True)
+        if not ranked:
+            continue
+        best = ranked[0][1]
+        mark = ""
+        if len(ranked) > 1:
+            second = ranked[1][1]
+            gb, gs = (rows[k][2][rows[k][2]["dataset"] == d] for k in (best, second))
+            p_seed = paired_seed_test(dict(zip(gb["seed"], gb[f"test/{m}"])), dict(zip(gs["seed"], gs[f"test/{m}"])))
+            boot = paired_user_bootstrap(_per_user_mean(gb), _per_user_mean(gs))
+            if p_seed is not None and p_seed < 0.05:
+                mark += "*"
+            if boot is not None and boot[2] < 0.05:
+                mark += "†"
+            seed_txt = f"paired t-test over seeds p={p_seed:.3g}" if p_seed is not None else "paired t-test over seeds: n/a (< 2 shared seeds)"
+            boot_txt = (f"paired bootstrap over test users (UAUC gap {boot[0]:+.4f}, 95% CI [{boot[1][0]:+.4f}, {boot[1][1]:+.4f}]) p={boot[2]:.3g}"
+                        if boot is not None else "paired user bootstrap: n/a (per-user AUCs not recorded)")
+            notes.append(f"{d} {METRIC_LABELS[m]}: best {rows[best][1]} vs runner-up {rows[second][1]}: {seed_txt}; {boot_txt}.")
+        cells[best][j] = bold(cells[best][j], tex) + mark
+    body, last_group = [], None
+    for (group, label, _), c in zip(rows, cells):
+        body.append([esc(group, tex) if group != last_group else "", esc(label, tex)] + c)
+        last_group = group
+    return header, body, notes
+
+
+# ---- Table 4 --------------------------------------------------------------------------------
+def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+    """Matched budget, laid out as the paper: one row per (dataset, metric), one column per method."""
+    picked = [row.pick(df) for row in layout.table4]
+    header = ["Dataset", "Metric"] + [esc(label, tex) for label, _ in picked]
+    body, notes = [], []
+    for d in sorted(df["dataset"].unique()):
+        for i, m in enumerate(layout.table4_metrics + ("params",)):
+            col = "params_trainable" if m == "params" else f"test/{m}"
+            vals = [_values(g[g["dataset"] == d], col) for _, g in picked]
+            if m == "params":
+                cells = [f"{int(mean_ci(v)[0]):,}" if mean_ci(v)[2] else MISSING for v in vals]
+            else:
+                cells = [fmt_cell(v) for v in vals]
+            body.append([esc(d, tex) if i == 0 else "", "trainable params" if m == "params" else METRIC_LABELS.get(m, m)] + cells)
+        for label, g in picked:
+            g = g[g["dataset"] == d]
+            if len(g) and _given(g["budget_target"].iloc[0]):
+                notes.append(f"{d}: {label} matched to a budget of {int(g['budget_target'].iloc[0]):,} trainable parameters "
+                             f"(its own count: {int(g['params_trainable'].iloc[0]):,}).")
+    return header, body, notes
+
+
+# ---- Table 5 --------------------------------------------------------------------------------
+def table5(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+    datasets = sorted(df["dataset"].unique())
+    header = ["Setting"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in ("auc", "uauc")]
+    body = []
+    for section in layout.table5:
+        body.append([esc(section.name, tex)] + [""] * (len(header) - 1))
+        for row in section.rows:
+            label, g = row.pick(df)
+            body.append([esc(label, tex)] + [fmt_cell(_values(g[g["dataset"] == d], f"test/{m}"))
+                                             for d in datasets for m in ("auc", "uauc")])
+    return header, body, []
+
+
+# ---- Table 6 --------------------------------------------------------------------------------
+def _ratio(g: pd.DataFrame, base: pd.DataFrame, col: str) -> float | None:
+    a, b = mean_ci(_values(g, col))[0], mean_ci(_values(base, col))[0]
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return None
+    return a / b
+
+
+def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+    """Trainable params, train and inference time as ratios to the baseline row (LoRA-only with
+    trainable MF) of the same suite and dataset, plus test AUC / UAUC. Times are the medians of
+    timed steps on a fixed batch when the records have them, else whole-run wall times (marked)."""
+    header = ["Dataset", "Method", "Params", "Tr.", "Inf.", "AUC", "UAUC"]
+    body, notes = [], []
+    if layout.table6_baseline is None:
+        return header, body, ["the layout names no Table 6 baseline"]
+    for d in sorted(df["dataset"].unique()):
+        dd = df[df["dataset"] == d]
+        _, base = layout.table6_baseline.pick(dd)
+        for section in layout.table6:
+            body.append([esc(d, tex), esc(section.name, tex)] + [""] * 5)
+            for row in section.rows:
+                label, g = row.pick(dd)
+                step = all(_values(x, c) and all(_given(v) for v in _values(x, c))
+                           for x in (g, base) for c in ("train_step_s", "infer_step_s"))
+                tr, inf = ("train_step_s", "infer_step_s") if step else ("train_s", "infer_test_s")
+                cells = []
+                for col in ("params_trainable", tr, inf):
+                    r = _ratio(g, base, col) if len(base) and len(g) else None
+                    cells.append(MISSING if r is None else f"{r:.3f}" + ("" if step or col == "params_trainable" else "ʷ"))
+                body.append(["", esc(label, tex)] + cells + [fmt_cell(_values(g, "test/auc")), fmt_cell(_values(g, "test/uauc"))])
+    devices = sorted({str(v) for v in df.get("device", pd.Series(dtype=object)).dropna()})
+    notes.append(f"Measured on: {', '.join(devices) or 'unknown device'}. Ratios to {layout.table6_baseline.label} "
+                 "of the same suite and dataset; ʷ = whole-run wall time (the record has no step timings).")
+    return header, body, notes
