@@ -70,10 +70,10 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     from bench.data import DATASETS
 
     _check_known(methods, method_table(), "method")
-    _check_known(datasets, DATASETS, "dataset")
+    _check_known(datasets, sorted(set(DATASETS) | {d.name for d in suite.datasets}), "dataset")
     for ds in suite.datasets:
-        if ds.name not in DATASETS:
-            raise unknown("dataset", ds.name, DATASETS)
+        if ds.source not in DATASETS:
+            raise unknown("dataset", ds.source, DATASETS)
     out: list[PlannedRun] = []
     for ds in suite.datasets:
         if datasets and ds.name not in datasets:
@@ -111,6 +111,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         "config_hash": records.config_hash(run.config_dict),
         "split": {"fingerprint": split.fingerprint, "subset_users": run.dataset.subset_users,
                   "subset_seed": run.dataset.subset_seed, "max_eval_rows": run.dataset.max_eval_rows,
+                  "source": run.dataset.source, "few_shot": run.dataset.few_shot,
                   "stats": split.stats()},
         "device": device,
         "device_name": records.device_name(device),
@@ -182,8 +183,9 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
         ds = run.dataset
         if ds.name not in splits:
             try:
-                splits[ds.name] = load_split(ds.name, data_dir, ds.subset_users, ds.subset_seed,
-                                             max_eval_rows=ds.max_eval_rows)
+                splits[ds.name] = load_split(ds.source, data_dir, ds.subset_users, ds.subset_seed,
+                                             max_eval_rows=ds.max_eval_rows, few_shot_rows=ds.few_shot,
+                                             few_shot_seed=ds.few_shot_seed)
             except BenchError as e:
                 if not ds.optional:
                     raise

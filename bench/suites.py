@@ -6,6 +6,8 @@
       ml1m: {}                          # full split
       ml100k: {subset_users: 60, max_eval_rows: 48}   # user sample; seeded cap on valid/test rows
       amazon-book: {optional: true}     # skipped with a notice when its raw files are absent
+      ml100k-16shot: {dataset: ml100k, few_shot: 16}   # a label over a dataset: TALLRec's seeded
+                                        # n-row few-shot train sample (Table 7)
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
       - {method: cora-mf, budget: graphlora}   # rank/width set to match graphlora's trainable params
@@ -22,7 +24,7 @@ import yaml
 from bench.errors import BenchError, did_you_mean, unknown
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
-DATASET_KEYS = {"subset_users", "subset_seed", "max_eval_rows", "optional"}
+DATASET_KEYS = {"dataset", "subset_users", "subset_seed", "max_eval_rows", "optional", "few_shot", "few_shot_seed"}
 RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
 SUITE_KEYS = {"description", "seeds", "datasets", "runs", "timing"}
 TIMING_KEYS = {"warmup", "repeats"}
@@ -35,6 +37,13 @@ class DatasetSpec:
     subset_seed: int = 0
     max_eval_rows: int | None = None  # seeded cap on valid/test rows (smoke runs on a CPU)
     optional: bool = False
+    dataset: str | None = None  # the registered dataset when ``name`` is only a label
+    few_shot: int | None = None  # seeded sample of this many train rows (TALLRec's few-shot protocol)
+    few_shot_seed: int = 0
+
+    @property
+    def source(self) -> str:
+        return self.dataset or self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +99,13 @@ def load_suite(name_or_path: str) -> Suite:
     datasets = []
     for dname, opts in (raw.get("datasets") or {}).items():
         opts = _check_keys(opts or {}, DATASET_KEYS, f"{where}: dataset {dname}")
+        fs = opts.get("few_shot")
+        if fs is not None and (not isinstance(fs, int) or fs <= 0):
+            raise BenchError(f"{where}: dataset {dname}: few_shot must be a positive int, got {fs!r}",
+                             "e.g. few_shot: 16 (TALLRec: 16, 64, 256)")
         datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
-                                    opts.get("max_eval_rows"), bool(opts.get("optional", False))))
+                                    opts.get("max_eval_rows"), bool(opts.get("optional", False)),
+                                    opts.get("dataset"), fs, int(opts.get("few_shot_seed", 0))))
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
     runs = []

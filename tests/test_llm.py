@@ -160,3 +160,15 @@ def test_step_timings_change_nothing_learnt(ml100k, tmp_path):
     assert all(p.grad is None for p in m.model.parameters())
     assert flags == {n: p.requires_grad for n, p in m.model.named_parameters()}
     assert np.array_equal(before, m.score(small.test))
+
+
+def test_disliked_items_follow_the_liked_ones_and_truncate_from_the_longer_list(tok):
+    text = render(TEXT_TEMPLATE, "book", ["A", "B"], "C", ["D"])
+    assert 'high ratings to the following books: "A", "B", and low ratings to the following books: "D". ' in text
+    pb = PromptBuilder(tok, "text", "book", history_len=10, max_len=10_000)
+    full = pb.encode(["Liked one", "Liked two"], "Target", None, [f"Disliked {i}" for i in range(6)])
+    short = PromptBuilder(tok, "text", "book", history_len=10, max_len=len(full.input_ids) - 3)
+    enc = short.encode(["Liked one", "Liked two"], "Target", None, [f"Disliked {i}" for i in range(6)])
+    decoded = tok.decode(enc.input_ids)
+    assert '"Liked one", "Liked two"' in decoded and '"Disliked 0"' not in decoded and '"Disliked 5"' in decoded
+    assert decoded.rstrip().endswith("#Answer:")

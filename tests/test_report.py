@@ -16,11 +16,13 @@ STATS = {"train": 33891, "valid": 10401, "valid_small": 2601, "test": 7331, "n_u
 
 
 def record(root: Path, method: str, variant: str, seed: int, auc: float, uauc: float | None, *, valid_auc=None,
-           params=1000, step=(0.1, 0.05), per_user=None, budget=None, suite="paper", dataset="ml1m") -> None:
+           params=1000, step=(0.1, 0.05), per_user=None, budget=None, suite="paper", dataset="ml1m",
+           few_shot=None) -> None:
     test = {"auc": auc, "uauc": uauc, "ndcg@10": 0.8 + auc / 10, "n_rows": 7331,
             "warm/auc": auc + 0.02, "cold/auc": auc - 0.03, "warm/uauc": uauc, "cold/uauc": None if uauc is None else uauc - 0.05}
     rec = {"schema_version": 1, "suite": suite, "dataset": dataset, "method": method, "variant": variant, "seed": seed,
-           "status": "ok", "split": {"fingerprint": "fp1", "subset_users": None, "max_eval_rows": None, "stats": STATS},
+           "status": "ok", "split": {"fingerprint": f"fp-{dataset}", "subset_users": None, "max_eval_rows": None, "stats": STATS,
+                                      "few_shot": few_shot, "source": "ml100k" if few_shot else dataset},
            "metrics": {"valid": {"auc": valid_auc if valid_auc is not None else auc, "uauc": uauc}, "test": test},
            "per_user_auc": {"test": per_user or {}}, "params": {"trainable": params},
            "timing": {"train_s": 100.0, "infer_test_s": 10.0, "train_step_s": step[0], "infer_step_s": step[1]},
@@ -52,6 +54,9 @@ def rendered(tmp_path_factory):
            budget={"target": 1017, "matched": 1020})
     for layer, v in ((0, 0.62), (15, 0.66), (29, 0.70)):
         record(res, "graphlora", f"layer-{layer}", 0, 0.6, 0.6, valid_auc=v)
+    for n, aucs in ((16, (0.50, 0.56, 0.61)), (64, (0.50, 0.60, 0.61))):
+        for (method, variant), a in zip((("sasrec", "bce"), ("tallrec", "default"), ("graphlora", "default")), aucs):
+            record(res, method, variant, 0, a, 0.5, dataset=f"ml100k-{n}shot", few_shot=n)
     (res / "paper" / "broken.json").write_text("{not json")
     written = render_all(res, out)
     return out, written
@@ -105,6 +110,18 @@ def test_table2_4_5_6_contents(rendered):
     pre = next(row for row in t6.splitlines() if "Pre" in row)
     assert "5.224" in pre and "1.058" in pre and "1.033" in pre
     assert "Measured on: Test GPU 80GB" in t6 and "ʷ" not in graphlora
+
+
+def test_table7_few_shot_rows_and_nowhere_else(rendered):
+    out, _ = rendered
+    md = (out / "results.md").read_text()
+    t7 = md.split("### Table 7")[1].split("![")[0]
+    row16 = next(r for r in t7.splitlines() if r.split("|")[2:3] and r.split("|")[2].strip() == "16")
+    assert "0.5000 (1 seed)" in row16 and "0.5600 (1 seed)" in row16 and "0.6100 (1 seed)" in row16
+    assert any(r.split("|")[2:3] and r.split("|")[2].strip() == "64" for r in t7.splitlines())
+    before7 = md.split("### Table 7")[0]
+    assert "ml100k-16shot AUC" not in before7  # few-shot runs are not main results
+    assert not (out / "paper" / "fig3_ml100k-16shot.png").exists()
 
 
 def test_stats_helpers_against_scipy():

@@ -21,9 +21,11 @@ DATASETS: dict[str, tuple[str, bool, int]] = {
     "ml1m-raw": ("bench.data.ml1m:load_raw", True, 1),
     "amazon-book": ("bench.data.amazon_book:load", True, 1),
     "ml100k": ("bench.data.ml100k:load", False, 1),
+    "bookcrossing": ("bench.data.bookcrossing:load_raw", True, 1),
+    "bookcrossing-tallrec": ("bench.data.bookcrossing:load_tallrec", True, 1),
 }
 
-__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
+__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
 
 
 def cache_dir() -> Path:
@@ -119,11 +121,36 @@ def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
                  n_users=split.n_users, n_items=split.n_items, domain=split.domain)
 
 
+def few_shot(split: Split, n: int, seed: int = 0) -> Split:
+    """A split whose train is TALLRec's seeded n-row few-shot sample (any dataset); valid /
+    valid_small / test unchanged.
+
+    Same draw as ``Dataset.shuffle(seed).select(range(n)).shuffle(seed)`` in TALLRec's
+    ``finetune_rec.py``. The ``not_cold`` / ``warm`` flags still refer to the full train pool (for
+    Book-Crossing they are the same either way: users are disjoint across parts).
+    """
+    total = len(split.train)
+    if n <= 0:
+        raise BenchError(f"few-shot size must be positive, got {n}", "use n >= 1 (TALLRec: 16, 64, 256)")
+    if n > total:
+        # A silently smaller sample would report a 256-shot number for fewer prompts.
+        raise BenchError(f"few-shot size {n} exceeds the {total} train rows of {split.dataset}",
+                         "use a smaller n, or do not subset the split before sampling")
+    first = np.random.default_rng(seed).permutation(total)[:n]
+    order = first[np.random.default_rng(seed).permutation(n)]
+    return Split(dataset=split.dataset, train=split.train.iloc[order].reset_index(drop=True),
+                 valid=split.valid, valid_small=split.valid_small, test=split.test,
+                 n_users=split.n_users, n_items=split.n_items, domain=split.domain)
+
+
 def load_split(name: str, data_dir: str | Path | None = None, subset_users: int | None = None,
-               subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None) -> Split:
+               subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None,
+               few_shot_rows: int | None = None, few_shot_seed: int = 0) -> Split:
     split = load_full(name, data_dir, use_cache)
     if subset_users:
         split = subset(split, subset_users, subset_seed)
+    if few_shot_rows:
+        split = few_shot(split, few_shot_rows, few_shot_seed)
     return cap_eval_rows(split, max_eval_rows, subset_seed) if max_eval_rows else split
 
 

@@ -41,9 +41,18 @@ class Encoded:
     n_history: int  # titles kept after truncation
 
 
-def render(template: str, domain: str, history_titles: Sequence[str], target: str) -> str:
+def _quoted(titles: Sequence[str]) -> str:
+    return ", ".join(f'"{t}"' for t in titles) if titles else EMPTY_HISTORY
+
+
+def render(template: str, domain: str, history_titles: Sequence[str], target: str,
+           disliked_titles: Sequence[str] | None = None) -> str:
+    """The prompt text. Datasets that also record disliked items (Book-Crossing in TALLRec's
+    few-shot protocol: rated books split into liked / disliked) get them after the liked list."""
     item, items = WORDS[domain]
-    hist = ", ".join(f'"{t}"' for t in history_titles) if history_titles else EMPTY_HISTORY
+    hist = _quoted(history_titles)
+    if disliked_titles is not None:
+        hist += f", and low ratings to the following {items}: {_quoted(disliked_titles)}"
     return template.format(items=items, item=item, history=hist, target=f'"{target}"')
 
 
@@ -75,13 +84,19 @@ class PromptBuilder:
         return ids, slots
 
     def encode(self, history_titles: Sequence[str], target: str,
-               slot_text: Mapping[str, str] | None = None) -> Encoded:
+               slot_text: Mapping[str, str] | None = None, disliked_titles: Sequence[str] | None = None) -> Encoded:
         titles = list(history_titles)[-self.history_len:] if self.history_len > 0 else []
+        disliked = None if disliked_titles is None else (
+            list(disliked_titles)[-self.history_len:] if self.history_len > 0 else [])
         while True:
-            ids, slots = self._encode_text(render(self.template, self.domain, titles, target), slot_text)
-            if len(ids) <= self.max_len or not titles:
+            ids, slots = self._encode_text(render(self.template, self.domain, titles, target, disliked), slot_text)
+            if len(ids) <= self.max_len or not (titles or disliked):
                 break
-            titles = titles[1:]  # drop the oldest title, never the question or the answer cue
+            # drop the oldest title of the longer list, never the question or the answer cue
+            if disliked and len(disliked) > len(titles):
+                disliked = disliked[1:]
+            else:
+                titles = titles[1:]
         if len(ids) > self.max_len:
             raise ValueError(f"prompt needs {len(ids)} tokens even without history; max_len={self.max_len} is too small")
         return Encoded(ids, slots, len(titles))

@@ -145,8 +145,9 @@ class LLMRecommender(Method):
         hit = self._cache.get(key)
         if hit is None or hit[0] is not rows:
             pb = PromptBuilder(self.bb.tokenizer, prompt, self.domain, self.config.history_len, self.config.max_len)
-            hit = (rows, [pb.encode(h, t, self.slot_text(r))
-                          for r, h, t in zip(rows.itertuples(index=False), rows["history_titles"], rows["title"])])
+            disliked = rows["disliked_titles"] if "disliked_titles" in rows else [None] * len(rows)
+            hit = (rows, [pb.encode(h, t, self.slot_text(r), d) for r, h, t, d in
+                          zip(rows.itertuples(index=False), rows["history_titles"], rows["title"], disliked)])
             self._cache[key] = hit
         return hit[1]
 

@@ -65,6 +65,8 @@ def _given(v: Any) -> bool:
 
 def _data_note(dataset: str, r: pd.Series) -> str:
     parts = [f"{int(r['subset_users'])}-user subset" if _given(r.get("subset_users")) else "all users"]
+    if _given(r.get("few_shot")):
+        parts.append(f"few-shot: a seeded sample of {int(r['few_shot'])} train rows")
     if _given(r.get("max_eval_rows")):
         parts.append(f"seeded samples of at most {int(r['max_eval_rows'])} valid / test rows")
     return f"{dataset}: " + ", ".join(parts)
@@ -76,6 +78,7 @@ TABLES: tuple[tuple[str, str, Callable[..., tables.Table]], ...] = (
     ("table4", "Table 4 — matched parameter budget (test)", tables.table4),
     ("table5", "Table 5 — ablations (test)", tables.table5),
     ("table6", "Table 6 — efficiency, as ratios to LoRA-only (trainable MF)", tables.table6),
+    ("table7", "Table 7 — few-shot (TALLRec protocol; test AUC)", tables.table7),
 )
 TABLE3_NOTE = ("UAUC = unweighted mean of per-user AUC over users with both classes. Bold = best mean; "
                "\\* = beats the runner-up under a paired t-test over seeds (p < 0.05); † = under a paired "

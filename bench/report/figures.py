@@ -59,7 +59,7 @@ def fig3(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Pat
 
 def fig4(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Path]:
     """Valid AUC of the injection-layer sweep (mean over seeds, 95% CI bars)."""
-    d = df[df["dataset"] == dataset]
+    d = df[(df["dataset"] == dataset) & ~(df["few_shot"].notna() if "few_shot" in df else False)]
     layers = {}
     for (method, variant), g in d.groupby(["method", "variant"]):
         k = layout.layer_of(method, variant)

@@ -26,6 +26,8 @@ def load_frame(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             continue
         row["subset_users"] = split.get("subset_users")
         row["max_eval_rows"] = split.get("max_eval_rows")
+        row["few_shot"] = split.get("few_shot")
+        row["source"] = split.get("source") or row["dataset"]
         for k, v in (split.get("stats") or {}).items():
             row[f"stats/{k}"] = v
         for part in ("valid", "test"):

@@ -48,6 +48,7 @@ class Layout:
     table5: tuple[Section, ...] = ()
     table6_baseline: Row | None = None
     table6: tuple[Section, ...] = ()
+    table7: tuple[Row, ...] = ()
     fig4_method: str | None = None
     fig4_pattern: str = r"layer-(\d+)"
 
@@ -91,6 +92,7 @@ def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
         table5=_sections((raw.get("table5") or {}).get("sections"), "sections", where),
         table6_baseline=_row(t6["baseline"], f"{where}.table6.baseline") if t6.get("baseline") else None,
         table6=_sections(t6.get("sections"), "sections", where),
+        table7=tuple(_row(r, f"{where}.table7") for r in (raw.get("table7") or {}).get("rows", [])),
         fig4_method=f4.get("method"),
         fig4_pattern=f4.get("variant_pattern", r"layer-(\d+)"),
     )

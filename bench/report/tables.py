@@ -68,8 +68,14 @@ def table2(df: pd.DataFrame, tex: bool = False) -> Table:
 
 
 # ---- Table 3 --------------------------------------------------------------------------------
+def _few_shot(df: pd.DataFrame) -> pd.Series:
+    return df["few_shot"].notna() if "few_shot" in df else pd.Series(False, index=df.index)
+
+
 def table3_rows(df: pd.DataFrame, layout: Layout) -> list[tuple[str, str, pd.DataFrame]]:
-    """(group, label, records) for every layout row, then every unplaced run under "Other runs"."""
+    """(group, label, records) for every layout row, then every unplaced run under "Other runs".
+    Few-shot runs belong to Table 7 only."""
+    df = df[~_few_shot(df)]
     out = []
     for section in layout.table3:
         for row in section.rows:
@@ -93,6 +99,7 @@ def _per_user_mean(g: pd.DataFrame) -> dict[str, float]:
 
 
 def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[str, ...] = ("auc", "uauc")) -> Table:
+    df = df[~_few_shot(df)]
     datasets = sorted(df["dataset"].unique())
     rows = table3_rows(df, layout)
     header = ["Group", "Method"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in metrics]
@@ -130,6 +137,7 @@ def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[s
 # ---- Table 4 --------------------------------------------------------------------------------
 def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
     """Matched budget, laid out as the paper: one row per (dataset, metric), one column per method."""
+    df = df[~_few_shot(df)]
     picked = [row.pick(df) for row in layout.table4]
     header = ["Dataset", "Metric"] + [esc(label, tex) for label, _ in picked]
     body, notes = [], []
@@ -152,6 +160,7 @@ def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
 
 # ---- Table 5 --------------------------------------------------------------------------------
 def table5(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+    df = df[~_few_shot(df)]
     datasets = sorted(df["dataset"].unique())
     header = ["Setting"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in ("auc", "uauc")]
     body = []
@@ -176,6 +185,7 @@ def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
     """Trainable params, train and inference time as ratios to the baseline row (LoRA-only with
     trainable MF) of the same suite and dataset, plus test AUC / UAUC. Times are the medians of
     timed steps on a fixed batch when the records have them, else whole-run wall times (marked)."""
+    df = df[~_few_shot(df)]
     header = ["Dataset", "Method", "Params", "Tr.", "Inf.", "AUC", "UAUC"]
     body, notes = [], []
     if layout.table6_baseline is None:
@@ -199,3 +209,15 @@ def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
     notes.append(f"Measured on: {', '.join(devices) or 'unknown device'}. Ratios to {layout.table6_baseline.label} "
                  "of the same suite and dataset; ʷ = whole-run wall time (the record has no step timings).")
     return header, body, notes
+
+
+# ---- Table 7 --------------------------------------------------------------------------------
+def table7(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+    """Few-shot (TALLRec protocol): one row per (dataset, training-sample count), test AUC per method."""
+    fs = df[_few_shot(df)]
+    header = ["Dataset", "Few-shot"] + [esc(r.label, tex) for r in layout.table7]
+    body = []
+    for (source, n), g in sorted(fs.groupby(["source", "few_shot"])):
+        body.append([esc(str(source), tex), str(int(n))]
+                    + [fmt_cell(_values(row.pick(g)[1], "test/auc")) for row in layout.table7])
+    return header, body, ["Test AUC; train = a seeded sample of that many rows (valid / test untouched)."] if body else []
