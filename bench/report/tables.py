@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.layout import Layout, Row
+from bench.report.layout import Layout
 from bench.report.stats import MISSING, fmt_cell, mean_ci, paired_seed_test, paired_user_bootstrap
 
 Table = tuple[list[str], list[list[str]], list[str]]
