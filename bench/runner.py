@@ -141,7 +141,9 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
             infer[part] = time.perf_counter() - t0
             try:
                 metrics[part] = evaluate(rows, scores)
-                per_user[part] = per_user_auc(rows["user"].to_numpy(), rows["label"].to_numpy(), scores)
+                if part == "test":  # test only: what the report's paired user bootstrap reads
+                    per_user[part] = {u: round(v, 6) for u, v in
+                                      per_user_auc(rows["user"].to_numpy(), rows["label"].to_numpy(), scores).items()}
             except ValueError as e:
                 raise BenchError(f"{key.stem}: {part} scores are unusable ({e})",
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
