@@ -50,6 +50,9 @@ def test_all_four_train_and_record(suite_run, ml1m):
         assert 0.0 <= rec["metrics"]["test"]["auc"] <= 1.0
         assert rec["params"]["trainable"] > 0 and rec["timing"]["train_s"] > 0
         assert rec["versions"]["recbole"] == "1.2.1"
+        per_user = rec["per_user_auc"]["test"]  # what the report's paired bootstrap reads
+        assert per_user and np.mean(list(per_user.values())) == pytest.approx(rec["metrics"]["test"]["uauc"], abs=1e-5)
+        assert "valid" not in rec["per_user_auc"] and rec["device_name"].startswith("CPU")
         emb = np.load(rec["artifacts"]["embeddings"])
         assert emb["item"].shape[0] == ml1m.n_items
         trained_items = np.unique(small.train["item"])
