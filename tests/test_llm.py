@@ -172,3 +172,18 @@ def test_disliked_items_follow_the_liked_ones_and_truncate_from_the_longer_list(
     decoded = tok.decode(enc.input_ids)
     assert '"Liked one", "Liked two"' in decoded and '"Disliked 0"' not in decoded and '"Disliked 5"' in decoded
     assert decoded.rstrip().endswith("#Answer:")
+
+
+def test_random_shapes_have_the_published_parameter_counts(tok):
+    from bench.llm.backbone import _random_shape
+
+    def count(shape):
+        m = _random_shape(shape, tok, torch.device("meta"), torch.bfloat16)  # no memory: meta tensors
+        return sum(p.numel() for p in m.parameters())
+
+    assert count("smollm2-135m") == 134_515_008  # SmolLM2-135M as published
+    # LLaMA-7B is 6,738,415,616 with its 32,000-token vocabulary; the SmolLM2 tokenizer's 49,152
+    # rows (input and output embeddings, untied) add 2 x 4096 x 17,152
+    assert count("llama-7b") == 6_738_415_616 + 2 * 4096 * (49_152 - 32_000)
+    with pytest.raises(BenchError, match="did you mean 'llama-7b'"):
+        _random_shape("llama-8b", tok, torch.device("meta"), torch.bfloat16)

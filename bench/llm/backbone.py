@@ -22,6 +22,16 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A tiny LLaMA for tests and CI: real tokenizer (so prompts tokenize as in a real run), random weights.
 TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   intermediate_size=128)
+# ``random:<shape>``: random-init LLaMA-family models at a published shape. Parameter and time
+# ratios do not depend on weight values, so efficiency is measured at the paper's scale without
+# its weights (the vocabulary grows to the SmolLM2 tokenizer's when that is larger).
+RANDOM_SHAPES: dict[str, dict[str, Any]] = {
+    "llama-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                     intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False),
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True),
+    "tiny": dict(TINY_SHAPE, vocab_size=0, tie_word_embeddings=True),
+}
 
 
 @dataclasses.dataclass
@@ -90,6 +100,27 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(out)
 
 
+def _random_shape(shape: str, tokenizer, device: torch.device, dtype: torch.dtype) -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if shape not in RANDOM_SHAPES:
+        from bench.errors import unknown
+
+        raise unknown("random backbone shape", shape, RANDOM_SHAPES)
+    kw = dict(RANDOM_SHAPES[shape])
+    kw["vocab_size"] = max(kw["vocab_size"], len(tokenizer))
+    cfg = LlamaConfig(max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                      eos_token_id=tokenizer.eos_token_id, **kw)
+    # built on the target device in the target dtype: a 7B shape never exists in fp32 on the host
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            return LlamaForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(default)
+
+
 def _tiny_random(tokenizer) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -112,6 +143,10 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int =
         tok = smollm2_tokenizer()
         torch.manual_seed(seed)
         model = _tiny_random(tok)
+    elif spec.startswith("random:"):
+        tok = smollm2_tokenizer()
+        torch.manual_seed(seed)
+        model = _random_shape(spec.split(":", 1)[1], tok, dev, dtype)
     else:
         path = convert_smollm2() if spec == DEFAULT_BACKBONE else spec
         try:
