@@ -1,4 +1,4 @@
-"""``python -m bench run | ls | report``. Heavy imports happen inside the subcommands."""
+"""``python -m bench run | ls | report | efficiency``. Heavy imports happen inside the subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("ls", help="list methods, datasets and suites")
+
+    eff = sub.add_parser("efficiency", help="params / train-step / inference-step ratios of every LLM method, one process, one device")
+    eff.add_argument("--backbone", default="random:smollm2-135m",
+                     help="random:llama-7b | random:smollm2-135m | random:tiny | smollm2-135m | a local checkpoint")
+    eff.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    eff.add_argument("--dataset", default="ml1m", help="whose prompts fill the fixed batches (ml1m: mean ~150 tokens)")
+    eff.add_argument("--data-dir", default=None)
+    eff.add_argument("--subset-users", type=int, default=None)
+    eff.add_argument("--methods", type=_csv, help="comma-separated subset of the LLM methods")
+    eff.add_argument("--batch-size", type=int, default=32)
+    eff.add_argument("--eval-batch-size", type=int, default=64)
+    eff.add_argument("--warmup", type=int, default=3)
+    eff.add_argument("--repeats", type=int, default=10)
+    eff.add_argument("--out", default=Path("results/benchmarks"), type=Path)
 
     rep = sub.add_parser("report", help="render results/ as the paper's tables (Markdown, LaTeX) and figures")
     rep.add_argument("--results-dir", default="results", type=Path)
@@ -80,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
                   f"{counts['failed']} failed, {counts['unavailable']} without data")
             return 1 if counts["failed"] else 0
+        if args.command == "efficiency":
+            from bench.efficiency import measure, write
+            from bench.runner import resolve_device
+
+            for name in ("batch_size", "eval_batch_size", "repeats"):
+                if getattr(args, name) <= 0:
+                    raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+            if args.warmup < 0:
+                raise BenchError("--warmup must be >= 0", "pass 0 or more")
+            rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
+                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users)
+            print(f"wrote {write(rec, args.out)}")
+            return 0
         if args.command == "report":
             from bench.report import DEFAULT_LAYOUT, render_all
 

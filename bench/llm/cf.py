@@ -6,12 +6,13 @@ otherwise stops with the command that makes it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import logging
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,20 @@ class CFEmbeddings:
         return table, lookup
 
 
+_RANDOM = {"on": False}
+
+
+@contextlib.contextmanager
+def random_cf_embeddings() -> Iterator[None]:
+    """Within this block CF embeddings are seeded random tables of the CF model's shape: for
+    efficiency measurements, where values do not matter and no CF run (nor RecBole) exists."""
+    _RANDOM["on"] = True
+    try:
+        yield
+    finally:
+        _RANDOM["on"] = False
+
+
 def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: str = "cpu",
                   overrides: dict | None = None, train_if_missing: bool = True) -> CFEmbeddings:
     """Embeddings of the CF run (method, variant, overrides) of this split, trained if needed."""
@@ -67,6 +82,11 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
 
     cls = get_method(method)
     cfg = build_config(cls.Config, cls.variant_overrides(variant), overrides)
+    if _RANDOM["on"]:
+        rng = np.random.default_rng(seed)
+        d = int(getattr(cfg, "embedding_size", 64) or 64)
+        return CFEmbeddings(f"random-{method}", rng.normal(0, 0.1, (split.n_items, d)).astype(np.float32),
+                            rng.normal(0, 0.1, (split.n_users, d)).astype(np.float32), None, "random")
     adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed, config_hash(config_dict(cfg)))
     path = adir / "embeddings.npz"
     if not path.exists():

@@ -17,6 +17,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
+from bench.records import read_record
 from bench.report.frame import load_frame
 from bench.report.layout import DEFAULT_LAYOUT, Layout, load_layout
 from bench.report.stats import MISSING, fmt_cell, mean_ci
@@ -132,6 +133,20 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
                     md += [f"![{fig_name} {dataset}]({png[0].relative_to(out_dir).as_posix()})", ""]
         dh, db = details(g)
         md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
+    bench_dir = results_dir / "benchmarks"
+    for bpath in sorted(bench_dir.glob("efficiency__*.json")) if bench_dir.exists() else []:
+        rec = read_record(bpath)
+        if not rec or rec.get("kind") != "efficiency":
+            md += [f"Unreadable efficiency record `{bpath}` (ignored).", ""]
+            continue
+        header, body, notes = tables.table6_benchmark(rec, layout)
+        md += [f"## Table 6 — efficiency benchmark `{bpath.stem}`", "", tabulate(body, headers=header, tablefmt="github"),
+               ""] + [f"- {n}" for n in notes] + [""]
+        th, tb, _ = tables.table6_benchmark(rec, layout, True)
+        tex = out_dir / "benchmarks" / f"table6_{bpath.stem}.tex"
+        tex.parent.mkdir(parents=True, exist_ok=True)
+        tex.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
+        written.append(tex)
     path = out_dir / "results.md"
     path.write_text("\n".join(md) + "\n")
     written.insert(0, path)

@@ -221,3 +221,25 @@ def table7(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
         body.append([esc(str(source), tex), str(int(n))]
                     + [fmt_cell(_values(row.pick(g)[1], "test/auc")) for row in layout.table7])
     return header, body, ["Test AUC; train = a seeded sample of that many rows (valid / test untouched)."] if body else []
+
+
+# ---- Table 6 from `bench efficiency` --------------------------------------------------------
+def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> Table:
+    """One efficiency record: every LLM method's ratios to the baseline, measured in one process."""
+    labels = {}
+    for r in ([layout.table6_baseline] if layout.table6_baseline else []) + [r for s in layout.table6 for r in s.rows]:
+        labels.setdefault((r.method, r.variants[0]), r.label)
+    header = ["Method", "Trainable params", "Params", "Tr.", "Inf.", "train step ms", "infer step ms", "peak GiB"]
+    body = []
+    for e in rec["entries"]:
+        label = labels.get((e["method"], e["variant"]), f"{e['method']} ({e['variant']})")
+        peak = e.get("peak_mem_bytes")
+        body.append([esc(label, tex), f"{e['params_trainable']:,}", f"{e['ratio']['params']:.3f}",
+                     f"{e['ratio']['train_step']:.3f}", f"{e['ratio']['infer_step']:.3f}",
+                     f"{1000 * e['train_step_s']:.1f}", f"{1000 * e['infer_step_s']:.1f}",
+                     f"{peak / 2**30:.2f}" if peak else MISSING])
+    note = (f"Backbone {rec['backbone']} on {rec['device_name']}; fixed batches of {rec['batch_size']} (train) / "
+            f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
+            f"after {rec['warmup']} warm-up steps{', synchronised on CUDA' if str(rec['device']).startswith('cuda') else ''}; "
+            "ratios to the first row. Weights are random: ratios do not depend on them.")
+    return header, body, [note]

@@ -1,0 +1,96 @@
+"""``python -m bench efficiency``: trainable parameters, train-step and inference-step time (and
+peak memory on CUDA) of every LLM method in ONE process on ONE device, on the same fixed
+batches, as ratios to the layout's Table 6 baseline (LoRA-only with trainable MF).
+
+No training happens: parameter and time ratios do not depend on weight values, so a
+``random:<shape>`` backbone measures them at the paper's scale (``random:llama-7b``), and the CF
+embeddings are seeded random tables of the right shape (no CF run, no RecBole needed)."""
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import records
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+
+def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
+    """(method, variant): the layout's Table 6 rows (baseline first), then every other registered
+    method that has a timed step, at its default variant."""
+    from bench.method import Method
+    from bench.registry import get_method, method_table
+    from bench.report.layout import DEFAULT_LAYOUT, load_layout
+
+    layout = load_layout(layout_path or DEFAULT_LAYOUT)
+    rows = ([layout.table6_baseline] if layout.table6_baseline else []) + [r for s in layout.table6 for r in s.rows]
+    out = [(r.method, r.variants[0]) for r in rows]
+    for name in method_table():
+        cls = get_method(name)
+        if cls.step_timings is not Method.step_timings:
+            out.append((name, cls.default_variant))
+    seen: set[tuple[str, str]] = set()
+    return [e for e in out if not (e in seen or seen.add(e))]
+
+
+def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batch_size: int, eval_batch_size: int,
+            warmup: int, repeats: int, methods: list[str] | None = None, seed: int = 0,
+            subset_users: int | None = None, layout_path: Path | None = None) -> dict[str, Any]:
+    import torch
+
+    from bench.config import build_config
+    from bench.data import load_split
+    from bench.llm.cf import random_cf_embeddings
+    from bench.method import RunContext
+    from bench.registry import get_method
+
+    split = load_split(dataset, data_dir, subset_users, seed)
+    todo = [e for e in entries(layout_path) if not methods or e[0] in methods]
+    if not todo:
+        raise BenchError(f"no LLM method left to measure (methods={methods})", "drop --methods or name registered LLM methods")
+    results = []
+    for method, variant in todo:
+        cls = get_method(method)
+        cfg = build_config(cls.Config, cls.variant_overrides(variant),
+                           {"backbone": backbone, "batch_size": batch_size, "eval_batch_size": eval_batch_size})
+        with tempfile.TemporaryDirectory(prefix="recbench-eff-") as work, random_cf_embeddings():
+            ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work) / "a",
+                             split_fingerprint=split.fingerprint, run_name=f"efficiency:{method}:{variant}", progress=False)
+            m = cls(cfg, ctx)
+            m.prepare(split)
+            m._trained = {id(p): p for st in m.stages() for p in st.parameters()}
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            t = m.step_timings(split.train, warmup, repeats)
+            peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+            row = {"method": method, "variant": variant, "params_trainable": m.trainable_count(),
+                   "params_total": m.param_counts()["total"], **t, "peak_mem_bytes": peak}
+            log.info("%s (%s): %s", method, variant, {k: v for k, v in row.items() if k not in ("method", "variant")})
+            results.append(row)
+            del m
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    base = results[0]
+    for r in results:
+        r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"],
+                      "train_step": r["train_step_s"] / base["train_step_s"],
+                      "infer_step": r["infer_step_s"] / base["infer_step_s"]}
+    from bench.runner import REPO
+
+    return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone, "device": device,
+            "device_name": records.device_name(device), "dataset": dataset, "split_fingerprint": split.fingerprint,
+            "batch_size": batch_size, "eval_batch_size": eval_batch_size, "warmup": warmup, "repeats": repeats,
+            "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results,
+            "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
+
+
+def write(record: dict[str, Any], out_dir: Path) -> Path:
+    kind = "cuda" if record["device"].startswith("cuda") else "cpu"
+    path = out_dir / f"efficiency__{record['backbone'].replace(':', '-')}__{kind}.json"
+    records.write_atomic(path, record)
+    return path

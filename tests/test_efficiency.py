@@ -1,0 +1,42 @@
+"""`bench efficiency`: every LLM method measured in one process on random weights and random CF
+tables (no CF run, no RecBole), as ratios to LoRA-only with trainable MF; `bench report` renders it."""
+import json
+
+from bench.cli import main
+from bench.efficiency import entries
+
+
+def test_entries_start_with_the_baseline_and_cover_every_llm_method():
+    e = entries()
+    assert e[0] == ("graphlora", "lora-trainable-mf")
+    assert ("graphlora", "pre") in e and ("graphlora", "default") in e and ("cora-mf", "default") in e
+    assert {m for m, _ in e} == {"tallrec", "collm-mf", "collm-lightgcn", "collm-sasrec", "binllm",
+                                 "cora-mf", "cora-lightgcn", "cora-sasrec", "graphlora"}
+    assert len(e) == len(set(e))
+
+
+def test_efficiency_command_writes_a_record_the_report_renders(tmp_path, monkeypatch):
+    import bench.llm.cf as cf
+
+    def no_cf_training(*a, **k):
+        raise AssertionError("efficiency must not train a CF model")
+
+    monkeypatch.setattr(cf, "_train", no_cf_training)
+    out = tmp_path / "results" / "benchmarks"
+    code = main(["efficiency", "--backbone", "random:tiny", "--dataset", "ml100k", "--subset-users", "12",
+                 "--methods", "graphlora,cora-mf", "--batch-size", "4", "--eval-batch-size", "4",
+                 "--warmup", "0", "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    rec = json.loads((out / "efficiency__random-tiny__cpu.json").read_text())
+    rows = {(e["method"], e["variant"]): e for e in rec["entries"]}
+    assert list(rows)[0] == ("graphlora", "lora-trainable-mf")
+    base, full = rows[("graphlora", "lora-trainable-mf")], rows[("graphlora", "default")]
+    assert base["ratio"] == {"params": 1.0, "train_step": 1.0, "infer_step": 1.0}
+    assert full["params_trainable"] > base["params_trainable"]  # the GNN (and its projection) on top
+    assert full["ratio"]["params"] == full["params_trainable"] / base["params_trainable"]
+    assert all(e["train_step_s"] > 0 and e["infer_step_s"] > 0 for e in rec["entries"])
+    assert rec["device_name"].startswith("CPU") and rec["repeats"] == 2
+    assert main(["report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "Table 6 — efficiency benchmark `efficiency__random-tiny__cpu`" in md
+    assert "| LoRA-only (trainable MF)" in md and "Pre (GNN before A)" in md
