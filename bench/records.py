@@ -5,10 +5,12 @@ A finished record (``status: ok``) is never recomputed unless forced; a failed r
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -45,8 +47,20 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(_canon(obj).encode()).hexdigest()[:12]
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN / inf (e.g. the AUC of a one-class validation sample) become null: strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def write_atomic(path: Path, record: dict[str, Any]) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers never see half a record."""
+    record = _json_safe(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -89,6 +103,33 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Non
         if path.name.endswith(".failed.json") or path.name.startswith("."):
             continue
         yield path, read_record(path)
+
+
+@contextlib.contextmanager
+def run_lock(record_path: Path) -> Iterator[bool]:
+    """Yields True when this process holds the run (an advisory ``flock`` on ``<record>.lock``),
+    False when another live process does. The kernel drops the lock when its holder dies, even by
+    kill -9, so a crashed run never blocks a rerun."""
+    import fcntl
+
+    lock_path = record_path.with_name(record_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield True
+        finally:
+            lock_path.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def device_name(device: str) -> str:

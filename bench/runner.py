@@ -201,13 +201,18 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
         if not force and records.is_finished(path, run.config_dict, split.fingerprint):
             counts["skipped"] += 1
             continue
-        bar.set_postfix_str(run.key.stem)
-        try:
-            rec = execute(run, split, results_dir, device, progress)
-            counts["done"] += 1
-            m = rec["metrics"]["test"]
-            log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
-        except Exception as e:  # one failed run never stops the suite nor loses finished records
-            counts["failed"] += 1
-            log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
+        with records.run_lock(path) as mine:
+            # another live `bench run` holds this run, or finished it while we waited our turn
+            if not mine or (not force and records.is_finished(path, run.config_dict, split.fingerprint)):
+                counts["skipped"] += 1
+                continue
+            bar.set_postfix_str(run.key.stem)
+            try:
+                rec = execute(run, split, results_dir, device, progress)
+                counts["done"] += 1
+                m = rec["metrics"]["test"]
+                log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
+            except Exception as e:  # one failed run never stops the suite nor loses finished records
+                counts["failed"] += 1
+                log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
     return counts

@@ -106,3 +106,11 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     with pytest.raises(ValueError):  # NaN never lands in a record
         records.write_atomic(path, {"x": float("nan")})
     assert json.loads(path.read_text() + 'k"}')["status"] == "ok"  # the old file is untouched
+
+
+def test_records_store_nan_as_null(tmp_path):
+    from bench import records
+
+    path = tmp_path / "r.json"
+    records.write_atomic(path, {"fit": {"valid_auc_history": [[1, float("nan")], [2, 0.5]]}, "x": float("inf")})
+    assert json.loads(path.read_text()) == {"fit": {"valid_auc_history": [[1, None], [2, 0.5]]}, "x": None}

@@ -187,3 +187,15 @@ def test_random_shapes_have_the_published_parameter_counts(tok):
     assert count("llama-7b") == 6_738_415_616 + 2 * 4096 * (49_152 - 32_000)
     with pytest.raises(BenchError, match="did you mean 'llama-7b'"):
         _random_shape("llama-8b", tok, torch.device("meta"), torch.bfloat16)
+
+
+def test_undefined_valid_auc_keeps_the_latest_state_not_the_untrained_one():
+    from bench.llm.trainer import TrainSpec, train
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    spec = TrainSpec(lr=0.1, weight_decay=0.0, warmup_steps=0, min_lr=0.1, epochs=1, max_steps=0, grad_accum=1,
+                     eval_every=2, patience=1)
+    info = train([w], lambda epoch: range(6), 6, lambda b: (w - 1.0).pow(2).sum(), lambda: float("nan"), spec,
+                 torch.device("cpu"), progress=False)
+    assert info["steps"] == 6  # NaN evaluations never trigger early stopping
+    assert 0.3 < float(w) < 1.0  # trained, not restored to the initial zero

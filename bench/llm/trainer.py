@@ -76,7 +76,15 @@ def train(
         auc = evaluate()
         history.append((step, auc))
         log.info("%s step %d/%d valid auc %.4f", name, step, total, auc)
-        if auc > best["auc"]:
+        if math.isnan(auc):
+            # a one-class validation sample cannot rank: keep the latest state, never the
+            # untrained one, and do not count it against patience
+            log.warning("%s: valid AUC undefined at step %d (one-class validation sample); keeping the latest state",
+                        name, step)
+            if best["auc"] < 0 or math.isnan(best["auc"]):
+                best.update(auc=float("nan"), step=step, state=[p.detach().clone() for p in params])
+            return False
+        if math.isnan(best["auc"]) or auc > best["auc"]:
             best.update(auc=auc, step=step, state=[p.detach().clone() for p in params])
             bad_evals = 0
         else:
