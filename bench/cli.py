@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", default="results", type=Path)
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     run.add_argument("--force", action="store_true", help="redo runs that already have a record")
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local: runs in this process (default); ray: independent runs as Ray tasks")
+    run.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: a local instance)")
     run.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("ls", help="list methods, datasets and suites")
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
             counts = run_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
                                methods=args.methods, datasets=args.datasets, seeds=args.seeds,
-                               force=args.force, device=args.device,
+                               force=args.force, device=args.device, executor=args.executor, address=args.address,
                                progress=not args.no_progress and not os.environ.get("CI"))
             print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
                   f"{counts['failed']} failed, {counts['unavailable']} without data")

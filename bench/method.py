@@ -37,6 +37,7 @@ class Method:
     variants: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     default_variant: ClassVar[str] = "default"
     description: ClassVar[str] = ""
+    wants_accelerator: ClassVar[bool] = False  # the Ray executor gives such runs a GPU when it has one
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config

@@ -169,50 +169,70 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force: bool = False,
+            progress: bool = True) -> str:
+    """One planned run under its lock: "done", "skipped" (finished, or held by another live
+    process) or "failed" (a failed record is written; the caller goes on)."""
+    path = run.key.path(results_dir)
+    if not force and records.is_finished(path, run.config_dict, split.fingerprint):
+        return "skipped"
+    with records.run_lock(path) as mine:
+        # another live `bench run` holds this run, or finished it while we waited our turn
+        if not mine or (not force and records.is_finished(path, run.config_dict, split.fingerprint)):
+            return "skipped"
+        try:
+            rec = execute(run, split, results_dir, device, progress)
+        except Exception as e:  # one failed run never stops the suite nor loses finished records
+            log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
+            return "failed"
+        m = rec["metrics"]["test"]
+        log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
+        return "done"
+
+
+def _load_splits(runs: list[PlannedRun], data_dir: str | None) -> dict[str, Split | None]:
+    splits: dict[str, Split | None] = {}
+    for run in runs:
+        ds = run.dataset
+        if ds.name in splits:
+            continue
+        try:
+            splits[ds.name] = load_split(ds.source, data_dir, ds.subset_users, ds.subset_seed,
+                                         max_eval_rows=ds.max_eval_rows, few_shot_rows=ds.few_shot,
+                                         few_shot_seed=ds.few_shot_seed)
+        except BenchError as e:
+            if not ds.optional:
+                raise
+            log.warning("skipping optional dataset %s: %s", ds.name, e.problem)
+            splits[ds.name] = None
+    return splits
+
+
 def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None,
               methods: list[str] | None = None, datasets: list[str] | None = None,
               seeds: list[int] | None = None, force: bool = False, device: str = "auto",
-              progress: bool = True) -> dict[str, int]:
+              progress: bool = True, executor: str = "local", address: str | None = None) -> dict[str, int]:
+    """Every planned run of the suite, in this process (``local``) or as Ray tasks (``ray``)."""
     suite = load_suite(suite_name)
     runs = plan(suite, methods, datasets, seeds)
-    device = resolve_device(device)
     counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
-    splits: dict[str, Split | None] = {}
+    if executor not in ("local", "ray"):
+        raise unknown("executor", executor, ["local", "ray"])
+    if executor == "ray":
+        from bench.ray_executor import run_on_ray
+
+        return run_on_ray(runs, counts, results_dir=results_dir, data_dir=data_dir, force=force,
+                          device=device, address=address)
+    device = resolve_device(device)
+    splits = _load_splits(runs, data_dir)
     from tqdm import tqdm
 
     bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=not progress)
     for run in bar:
-        ds = run.dataset
-        if ds.name not in splits:
-            try:
-                splits[ds.name] = load_split(ds.source, data_dir, ds.subset_users, ds.subset_seed,
-                                             max_eval_rows=ds.max_eval_rows, few_shot_rows=ds.few_shot,
-                                             few_shot_seed=ds.few_shot_seed)
-            except BenchError as e:
-                if not ds.optional:
-                    raise
-                log.warning("skipping optional dataset %s: %s", ds.name, e.problem)
-                splits[ds.name] = None
-        split = splits[ds.name]
+        split = splits[run.dataset.name]
         if split is None:
             counts["unavailable"] += 1
             continue
-        path = run.key.path(results_dir)
-        if not force and records.is_finished(path, run.config_dict, split.fingerprint):
-            counts["skipped"] += 1
-            continue
-        with records.run_lock(path) as mine:
-            # another live `bench run` holds this run, or finished it while we waited our turn
-            if not mine or (not force and records.is_finished(path, run.config_dict, split.fingerprint)):
-                counts["skipped"] += 1
-                continue
-            bar.set_postfix_str(run.key.stem)
-            try:
-                rec = execute(run, split, results_dir, device, progress)
-                counts["done"] += 1
-                m = rec["metrics"]["test"]
-                log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
-            except Exception as e:  # one failed run never stops the suite nor loses finished records
-                counts["failed"] += 1
-                log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
+        bar.set_postfix_str(run.key.stem)
+        counts[run_one(run, split, results_dir, device, force, progress)] += 1
     return counts

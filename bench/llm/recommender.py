@@ -92,6 +92,7 @@ class LLMRecommender(Method):
     Config = LLMConfig
     description = "LLM recommender base"
     budget_knobs: ClassVar[tuple[str, ...]] = ("lora_r",)  # what a matched budget may change
+    wants_accelerator: ClassVar[bool] = True
 
     def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
