@@ -103,9 +103,10 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
     path.write_text('{"schema_version": 1, "status": "o')  # truncated by a crash
     assert not records.is_finished(path, cfg, "fp")
-    with pytest.raises(ValueError):  # NaN never lands in a record
-        records.write_atomic(path, {"x": float("nan")})
-    assert json.loads(path.read_text() + 'k"}')["status"] == "ok"  # the old file is untouched
+    with pytest.raises(TypeError):  # a write that fails midway leaves the old file untouched
+        records.write_atomic(path, {"x": 1, "y": {1, 2}, "z": object.__new__(type("Unserialisable", (), {"__str__": None}))})
+    assert json.loads(path.read_text() + 'k"}')["status"] == "ok"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_records_store_nan_as_null(tmp_path):
