@@ -62,7 +62,6 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
                              split_fingerprint=split.fingerprint, run_name=f"efficiency:{method}:{variant}", progress=False)
             m = cls(cfg, ctx)
             m.prepare(split)
-            m._trained = {id(p): p for st in m.stages() for p in st.parameters()}
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             t = m.step_timings(split.train, warmup, repeats)

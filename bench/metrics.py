@@ -36,26 +36,23 @@ def _per_user(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> pd.c
     return df.groupby("u", sort=True)
 
 
-def _user_aucs(users, labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    aucs, npos = [], []
-    for _, g in _per_user(users, labels, scores):
+def _user_auc_items(users, labels, scores):
+    """(user, AUC, positives) of every user with both classes (one-class or single-row users have no AUC)."""
+    for u, g in _per_user(users, labels, scores):
         y = g["y"].to_numpy()
-        if len(y) < 2 or y.min() == y.max():
-            continue  # one-class (or single-row) users have no AUC
-        aucs.append(roc_auc_score(y, g["s"].to_numpy()))
-        npos.append(y.sum())
-    return np.asarray(aucs, dtype=float), np.asarray(npos, dtype=float)
+        if len(y) >= 2 and y.min() != y.max():
+            yield u, roc_auc_score(y, g["s"].to_numpy()), y.sum()
+
+
+def _user_aucs(users, labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    items = list(_user_auc_items(users, labels, scores))
+    return (np.asarray([a for _, a, _ in items], dtype=float), np.asarray([n for _, _, n in items], dtype=float))
 
 
 def per_user_auc(users, labels, scores) -> dict[str, float]:
     """AUC of every user with both classes, keyed by the user id as text (JSON-ready). Records keep
     it for the test split so the report can run a paired bootstrap over users between methods."""
-    out = {}
-    for u, g in _per_user(users, labels, scores):
-        y = g["y"].to_numpy()
-        if len(y) >= 2 and y.min() != y.max():
-            out[str(u)] = float(roc_auc_score(y, g["s"].to_numpy()))
-    return out
+    return {str(u): float(a) for u, a, _ in _user_auc_items(users, labels, scores)}
 
 
 def uauc(users, labels, scores) -> float:

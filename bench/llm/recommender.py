@@ -203,7 +203,7 @@ class LLMRecommender(Method):
         info: dict[str, Any] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "stages": {}}
         bs = self.config.batch_size
         stages = self.stages()
-        self._trained = {id(p): p for st in stages for p in st.parameters()}
+        self._trained = self._stage_parameters(stages)
         for stage in stages:
             # only this stage's parameters take gradients (a frozen stage-1 LoRA costs no backward)
             in_stage = {id(p) for p in stage.parameters()}
@@ -246,7 +246,7 @@ class LLMRecommender(Method):
         train_batch = next(self._batches(fixed.head(self.config.batch_size), self.prompt, self.config.batch_size, shuffle=False))
         infer_batch = next(self._batches(fixed.head(self.config.eval_batch_size), self.prompt,
                                          self.config.eval_batch_size, shuffle=False))
-        trained = list(getattr(self, "_trained", {}).values())
+        trained = list((getattr(self, "_trained", None) or self._stage_parameters(self.stages())).values())
         was = [p.requires_grad for p in trained]
 
         def train_step() -> None:
@@ -286,9 +286,13 @@ class LLMRecommender(Method):
             self.modules.eval()
         return out
 
+    @staticmethod
+    def _stage_parameters(stages: list[Stage]) -> dict[int, torch.nn.Parameter]:
+        return {id(p): p for st in stages for p in st.parameters()}
+
     def trainable_count(self) -> int:
         """Parameters the stages will train (after ``prepare``, before any training)."""
-        return int(sum(p.numel() for p in {id(p): p for st in self.stages() for p in st.parameters()}.values()))
+        return int(sum(p.numel() for p in self._stage_parameters(self.stages()).values()))
 
     def param_counts(self) -> dict[str, int]:
         """``trainable``: every parameter some stage trained (a later stage may freeze it again)."""

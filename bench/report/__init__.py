@@ -22,6 +22,7 @@ from bench.report.frame import load_frame
 from bench.report.layout import DEFAULT_LAYOUT, Layout, load_layout
 from bench.report.stats import MISSING, fmt_cell, mean_ci
 from bench.report import tables
+from bench.report.tables import _given
 
 __all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
 
@@ -58,10 +59,6 @@ def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         body.append([r["dataset"], f"{r['method']} ({r['variant']})", str(r["seed"])]
                     + [_num(r.get(col)) for col, _ in DETAIL_COLUMNS])
     return header, body
-
-
-def _given(v: Any) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 def _data_note(dataset: str, r: pd.Series) -> str:
