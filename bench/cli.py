@@ -94,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
                                methods=args.methods, datasets=args.datasets, seeds=args.seeds,
                                force=args.force, device=args.device, executor=args.executor, address=args.address,
                                progress=not args.no_progress and not os.environ.get("CI"))
-            print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
-                  f"{counts['failed']} failed, {counts['unavailable']} without data")
+            from bench import distributed
+
+            if distributed.is_main():
+                print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
+                      f"{counts['failed']} failed, {counts['unavailable']} without data")
+            distributed.teardown()
             return 1 if counts["failed"] else 0
         if args.command == "efficiency":
             from bench.efficiency import measure, write

@@ -38,6 +38,8 @@ class Method:
     default_variant: ClassVar[str] = "default"
     description: ClassVar[str] = ""
     wants_accelerator: ClassVar[bool] = False  # the Ray executor gives such runs a GPU when it has one
+    # under torchrun / accelerate: train on every rank with split batches (else rank 0 runs it alone)
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config

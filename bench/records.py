@@ -132,6 +132,14 @@ def run_lock(record_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def clear_stale_lock(record_path: Path) -> None:
+    """Remove the lock file a process killed after writing its record left behind (unless a
+    live process holds it)."""
+    if record_path.with_name(record_path.name + ".lock").exists():
+        with run_lock(record_path):
+            pass  # acquiring it unlinks it on exit; a held lock is left alone
+
+
 def device_name(device: str) -> str:
     """What a timing was measured on, in words (the Table 6 caption prints it)."""
     if device.startswith("cuda"):

@@ -5,6 +5,7 @@ defaults < variant < suite overrides, then calls fit / score / param_counts.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench import records
+from bench import distributed, records
 from bench.config import build_config, config_dict
 from bench.artifacts import artifact_dir
 from bench.data import load_split
@@ -157,13 +158,15 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
                "params": method.param_counts(),
                "timing": timing,
                "artifacts": method.artifacts(), "finished": records.now()}
-        records.write_atomic(key.path(results_dir), rec)
-        key.failed_path(results_dir).unlink(missing_ok=True)
+        if distributed.is_main():  # one writer under data parallelism
+            records.write_atomic(key.path(results_dir), rec)
+            key.failed_path(results_dir).unlink(missing_ok=True)
         return rec
     except Exception as e:
         rec = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
                "traceback": traceback.format_exc(), "finished": records.now()}
-        records.write_atomic(key.failed_path(results_dir), rec)
+        if distributed.is_main():
+            records.write_atomic(key.failed_path(results_dir), rec)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -172,19 +175,31 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
 def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force: bool = False,
             progress: bool = True) -> str:
     """One planned run under its lock: "done", "skipped" (finished, or held by another live
-    process) or "failed" (a failed record is written; the caller goes on)."""
+    process) or "failed" (a failed record is written; the caller goes on).
+
+    Under data parallelism rank 0 alone takes the lock, decides and writes; the other ranks
+    follow its decision and join the run if the method trains data-parallel, else wait."""
     path = run.key.path(results_dir)
-    if not force and records.is_finished(path, run.config_dict, split.fingerprint):
-        return "skipped"
-    with records.run_lock(path) as mine:
+    main = distributed.is_main()
+    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint):
+        records.clear_stale_lock(path)
+        return distributed.broadcast("skipped")
+    with records.run_lock(path) if main else contextlib.nullcontext(True) as mine:
         # another live `bench run` holds this run, or finished it while we waited our turn
-        if not mine or (not force and records.is_finished(path, run.config_dict, split.fingerprint)):
+        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint))
+        if distributed.broadcast("run" if todo else "skipped") == "skipped":
             return "skipped"
+        together = run.method_cls.data_parallel
         try:
+            if not (main or together):
+                return "done"  # rank 0 runs it; the barrier below waits for it
             rec = execute(run, split, results_dir, device, progress)
         except Exception as e:  # one failed run never stops the suite nor loses finished records
             log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
             return "failed"
+        finally:
+            if not together:
+                distributed.barrier()
         m = rec["metrics"]["test"]
         log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
         return "done"
@@ -223,7 +238,10 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
 
         return run_on_ray(runs, counts, results_dir=results_dir, data_dir=data_dir, force=force,
                           device=device, address=address)
-    device = resolve_device(device)
+    device = distributed.setup(resolve_device(device))  # joins a torchrun / accelerate group if any
+    progress = progress and distributed.is_main()
+    if not distributed.is_main():  # one rank reports; the others only warn
+        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     splits = _load_splits(runs, data_dir)
     from tqdm import tqdm
 

@@ -57,7 +57,8 @@ def test_kill_minus_9_mid_suite_then_rerun(suite, tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert f"runs: {4 - len(first)} done, {len(first)} already recorded, 0 failed" in out.stdout
     after = _records(results)
-    assert len(after) == 4 and not list((results / "rel").glob("*.lock"))
+    assert len(after) == 4, out.stdout[-2000:]
+    assert not list((results / "rel").glob("*.lock")), sorted(p.name for p in (results / "rel").iterdir())
     assert all((results / "rel" / n).stat().st_mtime_ns == t for n, t in mtimes.items())  # never recomputed
 
 

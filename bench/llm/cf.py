@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from bench import distributed
 from bench.artifacts import artifact_dir
 from bench.data.schema import PARTS, Split
 from bench.errors import BenchError
@@ -89,7 +90,9 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
                             rng.normal(0, 0.1, (split.n_users, d)).astype(np.float32), None, "random")
     adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed, config_hash(config_dict(cfg)))
     path = adir / "embeddings.npz"
-    if not path.exists():
+    def ensure() -> None:
+        if path.exists():
+            return
         if not (train_if_missing and importlib.util.find_spec("recbole")):
             raise BenchError(
                 f"no cached {method} ({variant}, seed {seed}) embeddings for this {split.dataset} split at {path}",
@@ -97,6 +100,8 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
                 f"--datasets {split.dataset} --seeds {seed}` with that config, then copy that folder here",
             )
         _train(split, cls, cfg, seed, device, adir)
+
+    distributed.on_main(ensure)  # under data parallelism one rank fills the cache for all
     with np.load(path) as z:
         data = {k: z[k] for k in z.files}
     rows = None
@@ -114,7 +119,18 @@ def _train(split: Split, cls: type, cfg, seed: int, device: str, adir: Path) -> 
 
     method = adir.name
     log.info("training %s on demand for its embeddings", method)
-    with tempfile.TemporaryDirectory(prefix="recbench-cf-") as work:
-        ctx = RunContext(dataset=split.dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=adir,
-                         split_fingerprint=split.fingerprint, run_name=f"{method}-for-embeddings", progress=False)
-        cls(cfg, ctx).fit(split)
+    import random
+
+    import torch
+
+    # training on demand (RecBole reseeds every generator) must not move the caller's random
+    # streams: a run's result may not depend on whether the embedding cache existed before it
+    states = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(), tempfile.TemporaryDirectory(prefix="recbench-cf-") as work:
+            ctx = RunContext(dataset=split.dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=adir,
+                             split_fingerprint=split.fingerprint, run_name=f"{method}-for-embeddings", progress=False)
+            cls(cfg, ctx).fit(split)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench import distributed
 from bench.config import require
 from bench.data.schema import Split
 from bench.llm.backbone import Backbone, load_backbone
@@ -93,6 +94,7 @@ class LLMRecommender(Method):
     description = "LLM recommender base"
     budget_knobs: ClassVar[tuple[str, ...]] = ("lora_r",)  # what a matched budget may change
     wants_accelerator: ClassVar[bool] = True
+    data_parallel: ClassVar[bool] = True
 
     def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -152,12 +154,23 @@ class LLMRecommender(Method):
             self._cache[key] = hit
         return hit[1]
 
-    def _batches(self, rows: pd.DataFrame, prompt: str, batch_size: int, shuffle: bool, seed: int = 0):
+    def _batches(self, rows: pd.DataFrame, prompt: str, batch_size: int, shuffle: bool, seed: int = 0,
+                 subset: np.ndarray | None = None):
+        """Length-bucketed batches over ``rows`` (or its ``subset`` of row indices). Under data
+        parallelism a training batch is the global batch: each rank keeps its strided share, and a
+        final batch too small to give every rank a row is dropped by all ranks alike."""
         enc = self._encoded(rows, prompt)
         users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
         pad = self.bb.tokenizer.pad_token_id
         rng = np.random.default_rng(seed)
-        for idx in bucketed([len(e.input_ids) for e in enc], batch_size, shuffle, rng):
+        pick = np.arange(len(enc)) if subset is None else np.asarray(subset)
+        world = distributed.world_size()
+        for pos in bucketed([len(enc[i].input_ids) for i in pick], batch_size, shuffle, rng):
+            idx = pick[pos]
+            if shuffle and world > 1:
+                if len(idx) < world:
+                    continue
+                idx = distributed.shard(idx)
             yield collate([enc[i] for i in idx], idx, users[idx], items[idx], labels[idx], pad).to(self.bb.device)
 
     def forward_scores(self, batch: Batch) -> torch.Tensor:
@@ -172,13 +185,17 @@ class LLMRecommender(Method):
         return out.logits[:, -1, self.bb.yes_id].float()
 
     def _score_rows(self, rows: pd.DataFrame, prompt: str) -> np.ndarray:
-        out = np.empty(len(rows), dtype=np.float64)
+        # each rank scores its strided share; the gather puts every row back exactly once
+        mine = distributed.shard(np.arange(len(rows)))
+        done, scores = [], []
         self.model.eval()
         self.modules.eval()
         with torch.inference_mode():
-            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False):
-                out[batch.rows] = self.forward_scores(batch).cpu().numpy()
-        return out
+            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False, subset=mine):
+                done.append(batch.rows)
+                scores.append(self.forward_scores(batch).float().cpu().numpy())
+        return distributed.gather_rows(len(rows), np.concatenate(done) if done else np.empty(0, dtype=np.int64),
+                                       np.concatenate(scores) if scores else np.empty(0))
 
     def _sample(self, df: pd.DataFrame, n: int, salt: int) -> pd.DataFrame:
         if not n or n >= len(df):

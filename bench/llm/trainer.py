@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from bench import distributed
 from bench.errors import BenchError
 
 log = logging.getLogger("bench")
@@ -100,13 +101,16 @@ def train(
         for i, batch in enumerate(batches(epoch)):
             with autocast:
                 loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise BenchError(f"{name}: loss became {loss.item()} at step {step}",
+            # the mean over ranks: every rank sees the same number, so all stop together on NaN
+            loss_value = distributed.mean_scalar(float(loss.detach()))
+            if not math.isfinite(loss_value):
+                raise BenchError(f"{name}: loss became {loss_value} at step {step}",
                                  "lower the learning rate (or check the inputs); finished runs are kept")
             (loss / spec.grad_accum).backward()
-            losses.append(float(loss.detach()))
+            losses.append(loss_value)
             if (i + 1) % spec.grad_accum:
                 continue
+            distributed.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
