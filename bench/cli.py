@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--repeats", type=int, default=10)
     eff.add_argument("--out", default=Path("results/benchmarks"), type=Path)
 
+    spd = sub.add_parser("scoring-speed", help="prompts/s: the harness scorer vs a plain Hugging Face loop")
+    spd.add_argument("--backbone", default="smollm2-135m", help="as in `run` (random:<shape> too)")
+    spd.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    spd.add_argument("--dataset", default="ml1m")
+    spd.add_argument("--data-dir", default=None)
+    spd.add_argument("--rows", type=int, default=128, help="test prompts scored by each path")
+    spd.add_argument("--plain-batch", type=int, default=16)
+    spd.add_argument("--harness-batch", type=int, default=64)
+    spd.add_argument("--out", default=Path("results/benchmarks"), type=Path)
     rep = sub.add_parser("report", help="render results/ as the paper's tables (Markdown, LaTeX) and figures")
     rep.add_argument("--results-dir", default="results", type=Path)
     rep.add_argument("--out", default="reports", type=Path)
@@ -113,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
                           args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users)
             print(f"wrote {write(rec, args.out)}")
+            return 0
+        if args.command == "scoring-speed":
+            from bench import scoring_speed
+            from bench.runner import resolve_device
+
+            for name in ("rows", "plain_batch", "harness_batch"):
+                if getattr(args, name) <= 0:
+                    raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+            rec = scoring_speed.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
+                                        args.rows, args.plain_batch, args.harness_batch)
+            print(f"harness {rec['harness']['prompts_per_s']:.2f} prompts/s vs plain loop "
+                  f"{rec['plain']['prompts_per_s']:.2f}/s: x{rec['speedup']:.2f}")
+            print(f"wrote {scoring_speed.write(rec, args.out)}")
             return 0
         if args.command == "report":
             from bench.report import DEFAULT_LAYOUT, render_all

@@ -241,5 +241,7 @@ def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> 
     note = (f"Backbone {rec['backbone']} on {rec['device_name']}; fixed batches of {rec['batch_size']} (train) / "
             f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
             f"after {rec['warmup']} warm-up steps{', synchronised on CUDA' if str(rec['device']).startswith('cuda') else ''}; "
-            "ratios to the first row. Weights are random: ratios do not depend on them.")
+            "ratios to the first row; no step updates the weights"
+            f"{' (random: ratios do not depend on weight values)' if str(rec['backbone']).startswith('random:') else ''}"
+            "; CF embeddings are seeded random tables of the CF models' shapes.")
     return header, body, [note]
