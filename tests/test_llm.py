@@ -199,3 +199,17 @@ def test_undefined_valid_auc_keeps_the_latest_state_not_the_untrained_one():
                  torch.device("cpu"), progress=False)
     assert info["steps"] == 6  # NaN evaluations never trigger early stopping
     assert 0.3 < float(w) < 1.0  # trained, not restored to the initial zero
+
+
+def test_result_does_not_depend_on_whether_the_cf_cache_existed(ml100k, tmp_path, monkeypatch):
+    # the first fit trains MF on demand (RecBole reseeds every generator), the second reads it
+    monkeypatch.setenv("RECBENCH_CACHE", str(tmp_path / "cache"))
+    small = subset(ml100k, 8, 1)
+    cls = get_method("collm-mf")
+    cfg = build_config(cls.Config, cls.variant_overrides("one-stage"), {**TINY, "max_train_rows": 16, "max_valid_rows": 8})
+    miss = cls(cfg, ctx(tmp_path / "a"))
+    miss.fit(small)
+    assert len(list((tmp_path / "cache").rglob("embeddings.npz"))) == 1
+    hit = cls(cfg, ctx(tmp_path / "b"))
+    hit.fit(small)
+    assert np.allclose(miss.score(small.test), hit.score(small.test), atol=1e-6)
