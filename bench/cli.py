@@ -21,6 +21,12 @@ def _ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated ints, got {value!r}") from None
 
 
+def _require_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) <= 0:
+            raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="recbench: reproducible LLM-rec benchmark")
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.efficiency import measure, write
             from bench.runner import resolve_device
 
-            for name in ("batch_size", "eval_batch_size", "repeats"):
-                if getattr(args, name) <= 0:
-                    raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+            _require_positive(args, "batch_size", "eval_batch_size", "repeats")
             if args.warmup < 0:
                 raise BenchError("--warmup must be >= 0", "pass 0 or more")
             rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
@@ -127,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench import scoring_speed
             from bench.runner import resolve_device
 
-            for name in ("rows", "plain_batch", "harness_batch"):
-                if getattr(args, name) <= 0:
-                    raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+            _require_positive(args, "rows", "plain_batch", "harness_batch")
             rec = scoring_speed.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
                                         args.rows, args.plain_batch, args.harness_batch)
             print(f"harness {rec['harness']['prompts_per_s']:.2f} prompts/s vs plain loop "

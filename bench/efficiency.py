@@ -89,7 +89,4 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:
-    kind = "cuda" if record["device"].startswith("cuda") else "cpu"
-    path = out_dir / f"efficiency__{record['backbone'].replace(':', '-')}__{kind}.json"
-    records.write_atomic(path, record)
-    return path
+    return records.write_benchmark(record, out_dir, "efficiency")

@@ -9,7 +9,6 @@ through a recommender with no adapters, so nothing but the scoring machinery is 
 must give the same scores (checked, and the largest difference is recorded)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
@@ -26,10 +25,11 @@ log = logging.getLogger("bench")
 def _plain_loop(bb: Any, prompts: list[list[int]], batch_size: int) -> np.ndarray:
     import torch
 
+    from bench.llm.backbone import autocast
+
     pad = bb.tokenizer.pad_token_id
     out = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bb.device.type == "cuda" else contextlib.nullcontext()
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast(bb.device):
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i:i + batch_size]
             T = max(map(len, chunk))
@@ -46,10 +46,9 @@ def _plain_loop(bb: Any, prompts: list[list[int]], batch_size: int) -> np.ndarra
 
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_rows: int,
             plain_batch: int = 16, harness_batch: int = 64, seed: int = 0) -> dict[str, Any]:
-    import torch
-
     from bench.config import build_config
     from bench.data import load_split
+    from bench.llm.backbone import synchronize
     from bench.llm.recommender import LLMRecommender
     from bench.method import RunContext
 
@@ -73,7 +72,6 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
         m.model.eval()
         enc = m._encoded(rows, "text")  # tokenised once; both paths score the same token ids
         prompts = [e.input_ids for e in enc]
-        sync = torch.cuda.synchronize if m.bb.device.type == "cuda" else (lambda: None)
         timings: dict[str, float] = {}
         scores: dict[str, np.ndarray] = {}
         warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
@@ -82,10 +80,10 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
                  "harness": (lambda: m._score_rows(warm, "text"), lambda: m._score_rows(rows, "text"))}
         for name, (warm_up, timed) in paths.items():
             warm_up()
-            sync()
+            synchronize(m.bb.device)
             t0 = time.perf_counter()
             scores[name] = timed()
-            sync()
+            synchronize(m.bb.device)
             timings[name] = time.perf_counter() - t0
             log.info("%s: %d prompts in %.1fs", name, len(rows), timings[name])
     diff = float(np.max(np.abs(scores["plain"] - scores["harness"])))
@@ -107,7 +105,4 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:
-    kind = "cuda" if record["device"].startswith("cuda") else "cpu"
-    path = out_dir / f"scoring_speed__{record['backbone'].replace(':', '-')}__{kind}.json"
-    records.write_atomic(path, record)
-    return path
+    return records.write_benchmark(record, out_dir, "scoring_speed")

@@ -129,6 +129,19 @@ def _tiny_random(tokenizer) -> Any:
     return LlamaForCausalLM(cfg)
 
 
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on CPU: the same rule as ``pick_dtype``."""
+    import contextlib
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work so a timer measures it (nothing to wait for on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def pick_dtype(device: torch.device) -> torch.dtype:
     # bf16 on CUDA (as the published runs), fp32 on CPU (bf16 matmuls are slow on CPU).
     return torch.bfloat16 if device.type == "cuda" else torch.float32

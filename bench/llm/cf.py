@@ -90,6 +90,7 @@ def cf_embeddings(split: Split, method: str, variant: str, seed: int, device: st
                             rng.normal(0, 0.1, (split.n_users, d)).astype(np.float32), None, "random")
     adir = artifact_dir(split.dataset, split.fingerprint, method, variant, seed, config_hash(config_dict(cfg)))
     path = adir / "embeddings.npz"
+
     def ensure() -> None:
         if path.exists():
             return

@@ -8,7 +8,6 @@ counting are shared, so every method is measured the same way.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from typing import Any, ClassVar, Mapping
@@ -20,7 +19,7 @@ import torch
 from bench import distributed
 from bench.config import require
 from bench.data.schema import Split
-from bench.llm.backbone import Backbone, load_backbone
+from bench.llm.backbone import Backbone, autocast, load_backbone, synchronize
 from bench.llm.batching import Batch, bucketed, collate
 from bench.llm.prompts import Encoded, PromptBuilder
 from bench.llm.trainer import TrainSpec, train
@@ -257,8 +256,6 @@ class LLMRecommender(Method):
         import time
 
         dev = self.bb.device
-        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
         fixed = rows.head(max(self.config.batch_size, self.config.eval_batch_size)).reset_index(drop=True)
         train_batch = next(self._batches(fixed.head(self.config.batch_size), self.prompt, self.config.batch_size, shuffle=False))
         infer_batch = next(self._batches(fixed.head(self.config.eval_batch_size), self.prompt,
@@ -267,14 +264,14 @@ class LLMRecommender(Method):
         was = [p.requires_grad for p in trained]
 
         def train_step() -> None:
-            with autocast:
+            with autocast(dev):
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(train_batch), train_batch.labels)
             loss.backward()
             for p in trained:
                 p.grad = None
 
         def infer_step() -> None:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), autocast(dev):
                 self.forward_scores(infer_batch)
 
         def median_time(step, train: bool) -> float:
@@ -282,10 +279,10 @@ class LLMRecommender(Method):
             self.modules.train(train)
             times = []
             for i in range(warmup + repeats):
-                sync()
+                synchronize(dev)
                 t0 = time.perf_counter()
                 step()
-                sync()
+                synchronize(dev)
                 if i >= warmup:
                     times.append(time.perf_counter() - t0)
             return float(np.median(times))

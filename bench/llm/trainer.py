@@ -3,7 +3,6 @@ accumulation, early stopping on valid AUC with the best trainable state restored
 autocast on CUDA (fp32 on CPU), NaN/inf loss stops the run with a clear error."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -13,6 +12,7 @@ import torch
 
 from bench import distributed
 from bench.errors import BenchError
+from bench.llm.backbone import autocast
 
 log = logging.getLogger("bench")
 
@@ -66,7 +66,6 @@ def train(
     warmup = min(spec.warmup_steps, max(1, total // 10))
     opt = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
     sched = cosine_with_warmup(opt, warmup, total, spec.min_lr / spec.lr if spec.lr else 0.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
     best = {"auc": -1.0, "step": 0, "state": [p.detach().clone() for p in params]}
     history: list[tuple[int, float]] = []
@@ -99,7 +98,7 @@ def train(
     for epoch in range(spec.epochs):
         opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(batches(epoch)):
-            with autocast:
+            with autocast(device):
                 loss = loss_fn(batch)
             # the mean over ranks: every rank sees the same number, so all stop together on NaN
             loss_value = distributed.mean_scalar(float(loss.detach()))
