@@ -23,7 +23,7 @@ from bench.config import require
 from bench.data.schema import Split
 from bench.method import Method, RunContext
 
-from baselines._recbole_compat import load_checkpoint, recbole_session
+from baselines._recbole_compat import load_checkpoint, quick_start_session, recbole_session
 
 PROTOCOLS = ("bce", "recbole")
 SEQ_PAD = "0"  # recbench item ids start at 1; "0" opens every history (as CoLLM's padding id)
@@ -63,6 +63,7 @@ class RecBoleCF(Method):
     native_neg_sampling: ClassVar[dict | None] = {"distribution": "uniform", "sample_num": 1}
     variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole"}}
     default_variant = "bce"
+    reference_variant = "recbole"  # RecBole's quick start trains natively
 
     def __init__(self, config: CFConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -162,6 +163,22 @@ class RecBoleCF(Method):
                              "protocol": self.config.protocol}
         self._save_embeddings(split)
         return self.fit_info
+
+    def reference_run(self, split: Split) -> dict[str, float]:
+        """RecBole's quick start (``run_recbole``) on the same atomic files and config dict as
+        ``fit``: what a RecBole user would run by hand. Its test AUC is RecBole's own."""
+        from bench.errors import BenchError
+
+        if self.config.protocol != "recbole":
+            raise BenchError(f"RecBole's quick start trains natively, not with protocol {self.config.protocol!r}",
+                             f"use the {self.reference_variant!r} variant for the reference run")
+        root, name = self.ctx.work_dir / "quickstart", f"rb_{split.dataset.replace('-', '_')}"
+        self._write_atomic(split, root, name)
+        with quick_start_session(root):
+            from recbole.quick_start import run_recbole
+
+            result = run_recbole(model=self.recbole_model, dataset=name, config_dict=self._recbole_config(root, name))
+        return {"auc": float(result["test_result"]["auc"])}
 
     def _interaction_for(self, rows: pd.DataFrame):
         """RecBole Interaction for our rows (ids mapped through RecBole's token table)."""

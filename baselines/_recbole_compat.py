@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Iterator
 
 
@@ -93,3 +94,40 @@ def load_checkpoint(path: str, device) -> dict:
     import torch
 
     return torch.load(path, map_location=device, weights_only=False)
+
+
+@contextlib.contextmanager
+def quick_start_session(work_dir: Path) -> Iterator[None]:
+    """Around RecBole's own ``run_recbole``, which our ``fit`` does not use:
+
+    - it reloads its best checkpoint with a bare ``torch.load`` (weights_only defaults on since
+      torch 2.6, and the checkpoint pickles RecBole's config): off for this call only, on files
+      it just wrote in our work dir;
+    - its logger writes ``./log/`` and may add root handlers: cwd is the work dir, and any root
+      handler it adds is closed and removed afterwards.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers, level, cwd = list(root.handlers), root.level, os.getcwd()
+    old = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    os.chdir(work_dir)
+    try:
+        with recbole_session(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # ray, via the quick start
+            warnings.filterwarnings("ignore", message="distutils Version classes")  # thop, in its FLOPs count
+            yield
+    finally:
+        os.chdir(cwd)
+        if old is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(level)

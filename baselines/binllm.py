@@ -55,6 +55,7 @@ class BinLLM(LLMRecommender):
     variants = {e: {"encoding": e} for e in ENCODINGS}
     default_variant = "plain"
     description = "BinLLM: binarised MF codes written into the prompt as text"
+    shares_prefix = True  # static adapters; slots filled per user / item
 
     def build(self, split: Split) -> None:
         c = self.config

@@ -41,6 +41,7 @@ class CoLLM(LLMRecommender):
     variants = {s: {"schedule": s} for s in SCHEDULES}
     default_variant = "two-stage"
     description = "CoLLM: frozen CF embeddings -> MLP -> soft ID tokens"
+    shares_prefix = True  # static adapters; slots filled per user / item
 
     def build(self, split: Split) -> None:
         c = self.config

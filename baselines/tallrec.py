@@ -10,6 +10,7 @@ from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
 class TALLRec(LLMRecommender):
     Config = LLMConfig
     description = "TALLRec: text prompt + LoRA (q, v)"
+    shares_prefix = True  # static adapters; slots filled per user / item
 
     def build(self, split: Split) -> None:
         self.model = self.lora(self.model)

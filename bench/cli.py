@@ -1,4 +1,4 @@
-"""``python -m bench run | ls | report | efficiency``. Heavy imports happen inside the subcommands."""
+"""``python -m bench run | ls | report | efficiency | scoring-speed | overhead``. Heavy imports happen inside the subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,19 @@ def _require_positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         if getattr(args, name) <= 0:
             raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
+
+
+def _key_values(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs, values read as YAML scalars (10 -> int, 1e-3 -> float)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--set {item!r} is not KEY=VALUE", "e.g. --set epochs=10")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--plain-batch", type=int, default=16)
     spd.add_argument("--harness-batch", type=int, default=64)
     spd.add_argument("--out", default=Path("results/benchmarks"), type=Path)
+    ovh = sub.add_parser("overhead", help="wall time of a whole harness run vs the library's own quick start, same split and config")
+    ovh.add_argument("--methods", type=_csv, help="comma-separated subset (default: every method with a reference run)")
+    ovh.add_argument("--dataset", default="ml1m")
+    ovh.add_argument("--data-dir", default=None)
+    ovh.add_argument("--subset-users", type=int, default=None)
+    ovh.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ovh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="config override applied to both paths, e.g. --set epochs=10 (repeatable)")
+    ovh.add_argument("--out", default=Path("results/benchmarks"), type=Path)
     rep = sub.add_parser("report", help="render results/ as the paper's tables (Markdown, LaTeX) and figures")
     rep.add_argument("--results-dir", default="results", type=Path)
     rep.add_argument("--out", default="reports", type=Path)
@@ -137,6 +159,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"harness {rec['harness']['prompts_per_s']:.2f} prompts/s vs plain loop "
                   f"{rec['plain']['prompts_per_s']:.2f}/s: x{rec['speedup']:.2f}")
             print(f"wrote {scoring_speed.write(rec, args.out)}")
+            return 0
+        if args.command == "overhead":
+            from bench import overhead
+            from bench.runner import resolve_device
+
+            if args.subset_users is not None:
+                _require_positive(args, "subset_users")
+            rec = overhead.measure(args.dataset, args.data_dir, resolve_device(args.device), args.methods,
+                                   _key_values(args.overrides), subset_users=args.subset_users)
+            for e in rec["entries"]:
+                print(f"{e['method']} ({e['variant']}): harness {e['harness_s']:.1f}s vs quick start "
+                      f"{e['reference_s']:.1f}s: x{e['ratio']:.3f}")
+            print(f"wrote {overhead.write(rec, args.out)}")
             return 0
         if args.command == "report":
             from bench.report import DEFAULT_LAYOUT, render_all

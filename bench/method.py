@@ -40,6 +40,9 @@ class Method:
     wants_accelerator: ClassVar[bool] = False  # the Ray executor gives such runs a GPU when it has one
     # under torchrun / accelerate: train on every rank with split batches (else rank 0 runs it alone)
     data_parallel: ClassVar[bool] = False
+    # the variant whose training the underlying library's own entry point reproduces (None: the
+    # method has no such reference, so the overhead benchmark skips it)
+    reference_variant: ClassVar[str | None] = None
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config
@@ -70,6 +73,12 @@ class Method:
         """Median seconds of one train step and one inference step on a fixed batch of ``rows``
         after ``warmup`` untimed steps (Table 6); None where a method has no such step."""
         return None
+
+    def reference_run(self, split: Split) -> dict[str, float]:
+        """Train and test with the underlying library's own entry point (its quick start) on the
+        same split and settings as ``fit``, nothing of the harness around it; returns its test
+        metrics. ``python -m bench overhead`` times this against the harness's run."""
+        raise NotImplementedError
 
     def artifacts(self) -> dict[str, str]:
         """Paths of persistent outputs (e.g. embeddings), recorded in the run record."""

@@ -132,11 +132,11 @@ def run_lock(record_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str) -> Path:
-    """``<out_dir>/<kind>__<backbone>__<cpu|cuda>.json``: one record per benchmark, backbone and
-    device kind, replaced atomically by a rerun."""
+def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str, field: str = "backbone") -> Path:
+    """``<out_dir>/<kind>__<record[field]>__<cpu|cuda>.json``: one record per benchmark, subject
+    (the backbone, or the dataset) and device kind, replaced atomically by a rerun."""
     where = "cuda" if str(record["device"]).startswith("cuda") else "cpu"
-    path = out_dir / f"{kind}__{str(record['backbone']).replace(':', '-')}__{where}.json"
+    path = out_dir / f"{kind}__{str(record[field]).replace(':', '-')}__{where}.json"
     write_atomic(path, record)
     return path
 

@@ -4,9 +4,14 @@ plain Hugging Face loop, same prompts, same backbone, one process, one device.
 The plain loop is what the published repos do: corpus order, right padding, batch 16, the full
 vocabulary projection at every position, then the Yes logit read at each row's last real token.
 The harness path is ``LLMRecommender``'s own scoring (length-bucketed left-padded batches, the
-vocabulary projection at the last position only, ``inference_mode``, bf16 on CUDA), reached
-through a recommender with no adapters, so nothing but the scoring machinery is timed. Both
-must give the same scores (checked, and the largest difference is recorded)."""
+vocabulary projection at the last position only, ``inference_mode``, bf16 on CUDA, and a
+user's shared prompt prefix run once as a KV cache), reached through a recommender with no
+adapters, so nothing but the scoring machinery is timed. Both must give the same scores
+(checked, and the largest difference is recorded).
+
+The prompts are the test rows of a seeded sample of users, all of each user's rows (the last
+user cut to make ``n_rows``): that is what scoring a split looks like, where every row of a
+user is scored, and what decides how much prefix there is to share."""
 from __future__ import annotations
 
 import logging
@@ -44,6 +49,14 @@ def _plain_loop(bb: Any, prompts: list[list[int]], batch_size: int) -> np.ndarra
     return np.concatenate(out)
 
 
+def _whole_users(test, n_rows: int, seed: int):
+    """All test rows of seeded-random users, user after user (each in the split's order), until
+    ``n_rows``."""
+    users = test["user"].drop_duplicates().sample(frac=1.0, random_state=seed).to_numpy()
+    rank = test["user"].map({u: r for r, u in enumerate(users)}).to_numpy()
+    return test.iloc[np.argsort(rank, kind="stable")[:n_rows]].reset_index(drop=True)
+
+
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_rows: int,
             plain_batch: int = 16, harness_batch: int = 64, seed: int = 0) -> dict[str, Any]:
     from bench.config import build_config
@@ -54,6 +67,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
 
     class ScoringOnly(LLMRecommender):  # the shared scorer with no adapter: what is timed is scoring
         description = "scoring machinery only"
+        shares_prefix = True  # no adapter at all: nothing row-specific but the tokens
 
         def build(self, split):  # noqa: D401 - nothing to build
             pass
@@ -62,7 +76,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             return []
 
     split = load_split(dataset, data_dir)
-    rows = split.test.sample(n=min(n_rows, len(split.test)), random_state=seed).reset_index(drop=True)
+    rows = _whole_users(split.test, n_rows, seed)
     cfg = build_config(LLMRecommender.Config, {}, {"backbone": backbone, "eval_batch_size": harness_batch})
     with tempfile.TemporaryDirectory(prefix="recbench-speed-") as work:
         ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work),
@@ -72,6 +86,9 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
         m.model.eval()
         enc = m._encoded(rows, "text")  # tokenised once; both paths score the same token ids
         prompts = [e.input_ids for e in enc]
+        from bench.llm.prefix import plan
+
+        groups, _ = plan(enc, m.user_keys(rows), np.arange(len(rows)))
         timings: dict[str, float] = {}
         scores: dict[str, np.ndarray] = {}
         warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
@@ -97,6 +114,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             "device": device, "device_name": records.device_name(device), "dataset": dataset,
             "split_fingerprint": split.fingerprint, "n_prompts": len(rows),
             "mean_tokens": float(np.mean(lengths)), "max_tokens": int(np.max(lengths)),
+            "users": int(rows["user"].nunique()), "rows_sharing_a_prefix": int(sum(len(g.rows) for g in groups)),
+            "mean_shared_tokens": float(np.mean([g.shared for g in groups])) if groups else 0.0,
             "plain": {"batch": plain_batch, "seconds": timings["plain"], "prompts_per_s": len(rows) / timings["plain"]},
             "harness": {"batch": harness_batch, "seconds": timings["harness"],
                         "prompts_per_s": len(rows) / timings["harness"]},

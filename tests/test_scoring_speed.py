@@ -11,6 +11,7 @@ def test_scoring_speed_record_compares_both_paths_on_the_same_prompts(tmp_path, 
     assert rc == 0
     rec = json.loads((tmp_path / "scoring_speed__tiny-random__cpu.json").read_text())
     assert rec["n_prompts"] == 24 and rec["mean_tokens"] > 50  # real ML-1M prompts
+    assert 0 < rec["rows_sharing_a_prefix"] <= 24 and rec["mean_shared_tokens"] > 32  # whole users share
     assert rec["max_abs_score_diff"] < 1e-3  # measure() raises past this; recorded for the reader
     for path in ("plain", "harness"):
         assert rec[path]["prompts_per_s"] > 0
@@ -20,3 +21,16 @@ def test_scoring_speed_record_compares_both_paths_on_the_same_prompts(tmp_path, 
 def test_scoring_speed_rejects_a_bad_row_count(tmp_path, capsys):
     assert main(["scoring-speed", "--rows", "0", "--out", str(tmp_path)]) == 2
     assert "--rows must be > 0" in capsys.readouterr().err
+
+
+def test_prompts_are_whole_users_of_the_test_split(ml1m):
+    from bench.scoring_speed import _whole_users
+
+    rows = _whole_users(ml1m.test, 300, seed=0)
+    assert len(rows) == 300
+    users = rows["user"].drop_duplicates().to_numpy()
+    counts = ml1m.test["user"].value_counts()
+    for u in users[:-1]:  # every user but the last is complete, and its rows are contiguous
+        assert (rows["user"] == u).sum() == counts[u]
+    assert (rows["user"] != rows["user"].shift()).sum() == len(users)
+    assert not rows.equals(_whole_users(ml1m.test, 300, seed=1))

@@ -142,6 +142,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def kv_cache_keyword(model: Any) -> str:
+    """The forward keyword (and output field) of the KV cache: ``cache`` in newer transformers 5
+    releases, ``past_key_values`` before (the GPU machine's 5.17 has only the latter)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
 def pick_dtype(device: torch.device) -> torch.dtype:
     # bf16 on CUDA (as the published runs), fp32 on CPU (bf16 matmuls are slow on CPU).
     return torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -19,7 +19,7 @@ import torch
 from bench import distributed
 from bench.config import require
 from bench.data.schema import Split
-from bench.llm.backbone import Backbone, autocast, load_backbone, synchronize
+from bench.llm.backbone import Backbone, autocast, kv_cache_keyword, load_backbone, synchronize
 from bench.llm.batching import Batch, bucketed, collate
 from bench.llm.prompts import Encoded, PromptBuilder
 from bench.llm.trainer import TrainSpec, train
@@ -94,6 +94,10 @@ class LLMRecommender(Method):
     budget_knobs: ClassVar[tuple[str, ...]] = ("lora_r",)  # what a matched budget may change
     wants_accelerator: ClassVar[bool] = True
     data_parallel: ClassVar[bool] = True
+    # Scoring may run a prompt prefix that rows of one user share once, as a KV cache (see
+    # bench.llm.prefix). Only where a position's output depends on nothing row-specific before
+    # it but tokens and the user slot: not with per-row adapters or batch-dependent layer hooks.
+    shares_prefix: ClassVar[bool] = False
 
     def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -104,6 +108,7 @@ class LLMRecommender(Method):
         self.domain = "movie"
         self._cache: dict[tuple[int, str], tuple[pd.DataFrame, list[Encoded]]] = {}
         self.fit_info: dict[str, Any] = {}
+        self.prefix_sharing = self.shares_prefix  # off: score every prompt whole (tests compare both)
 
     # ---- hooks ------------------------------------------------------------------------
     def build(self, split: Split) -> None:
@@ -172,16 +177,20 @@ class LLMRecommender(Method):
                 idx = distributed.shard(idx)
             yield collate([enc[i] for i in idx], idx, users[idx], items[idx], labels[idx], pad).to(self.bb.device)
 
-    def forward_scores(self, batch: Batch) -> torch.Tensor:
+    def forward_scores(self, batch: Batch, **model_kwargs: Any) -> torch.Tensor:
         """Yes-logit at the last position; the vocabulary projection runs for that position only."""
+        return self._forward(batch, **model_kwargs).logits[:, -1, self.bb.yes_id].float()
+
+    def _forward(self, batch: Batch, attention_mask: torch.Tensor | None = None, **model_kwargs: Any) -> Any:
         self.before_forward(batch)
         embeds = self.model.get_input_embeddings()(batch.input_ids)
         soft = self.slot_embeddings(batch)
         if soft is not None:
             embeds = embeds.index_put((batch.slot_rows, batch.slot_cols), soft.to(embeds.dtype))
-        out = self.model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, logits_to_keep=1, use_cache=False)
-        return out.logits[:, -1, self.bb.yes_id].float()
+        model_kwargs.setdefault("use_cache", False)
+        return self.model(inputs_embeds=embeds, position_ids=batch.position_ids, logits_to_keep=1,
+                          attention_mask=batch.attention_mask if attention_mask is None else attention_mask,
+                          **model_kwargs)
 
     def _score_rows(self, rows: pd.DataFrame, prompt: str) -> np.ndarray:
         # each rank scores its strided share; the gather puts every row back exactly once
@@ -190,11 +199,49 @@ class LLMRecommender(Method):
         self.model.eval()
         self.modules.eval()
         with torch.inference_mode():
-            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False, subset=mine):
+            whole = mine
+            if self.prefix_sharing:
+                whole = self._score_shared(rows, prompt, mine, done, scores)
+            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False, subset=whole):
                 done.append(batch.rows)
                 scores.append(self.forward_scores(batch).float().cpu().numpy())
         return distributed.gather_rows(len(rows), np.concatenate(done) if done else np.empty(0, dtype=np.int64),
                                        np.concatenate(scores) if scores else np.empty(0))
+
+    def _score_shared(self, rows: pd.DataFrame, prompt: str, subset: np.ndarray, done: list, scores: list) -> np.ndarray:
+        """Score the rows of ``subset`` that share a prompt prefix with another row: each group's
+        prefix runs once (left-padded, cached), then its rows run their own tokens against that
+        cache. Returns the rows left to score whole."""
+        from bench.llm.prefix import plan, split_encoded
+
+        enc = self._encoded(rows, prompt)
+        users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
+        groups, singles = plan(enc, users, subset)
+        pad, dev = self.bb.tokenizer.pad_token_id, self.bb.device
+        # batches of whole groups, up to eval_batch_size rows each, similar suffix lengths together
+        groups.sort(key=lambda g: max(len(enc[i].input_ids) - g.shared for i in g.rows))
+        todo: list[list] = [[]]
+        for g in groups:
+            if todo[-1] and sum(len(x.rows) for x in todo[-1]) + len(g.rows) > self.config.eval_batch_size:
+                todo.append([])
+            todo[-1].append(g)
+        for chunk in filter(None, todo):
+            lead = np.asarray([g.rows[0] for g in chunk])
+            heads = [split_encoded(enc[g.rows[0]], g.shared)[0] for g in chunk]
+            head = collate(heads, lead, users[lead], items[lead], labels[lead], pad).to(dev)
+            kv = kv_cache_keyword(self.bb.model)
+            cache = self._forward(head, use_cache=True)[kv]
+            member = np.concatenate([g.rows for g in chunk])
+            owner = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(g.rows) for g in chunk]), device=dev)
+            cache.reorder_cache(owner)  # one copy of its group's prefix per row
+            starts = np.repeat([g.shared for g in chunk], [len(g.rows) for g in chunk])
+            tail = collate([split_encoded(enc[i], at)[1] for i, at in zip(member, starts)], member, users[member],
+                           items[member], labels[member], pad).to(dev)
+            tail.position_ids = (tail.position_ids + torch.as_tensor(starts, device=dev)[:, None]) * tail.attention_mask
+            mask = torch.cat([head.attention_mask[owner], tail.attention_mask], dim=1)
+            done.append(member)
+            scores.append(self.forward_scores(tail, attention_mask=mask, **{kv: cache}).float().cpu().numpy())
+        return singles
 
     def _sample(self, df: pd.DataFrame, n: int, salt: int) -> pd.DataFrame:
         if not n or n >= len(df):
