@@ -180,15 +180,21 @@ class RecBoleCF(Method):
             result = run_recbole(model=self.recbole_model, dataset=name, config_dict=self._recbole_config(root, name))
         return {"auc": float(result["test_result"]["auc"])}
 
+    def _ids(self, field: str, tokens) -> np.ndarray:  # noqa: ANN001
+        """RecBole ids of our tokens; a token RecBole never saw gets its padding id 0. Under the
+        ``recbole`` protocol the train file holds positives only, so a user or item whose train
+        rows are all negative is unknown to it (reached when SASRec embeds every train row)."""
+        table = self.dataset.field2token_id[field]
+        return np.fromiter((table.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+
     def _interaction_for(self, rows: pd.DataFrame):
         """RecBole Interaction for our rows (ids mapped through RecBole's token table)."""
         import torch
         from recbole.data.interaction import Interaction
 
-        ds = self.dataset
         data = {
-            "user_id": torch.as_tensor(ds.token2id("user_id", rows["user"].astype(str).to_numpy())),
-            "item_id": torch.as_tensor(ds.token2id("item_id", rows["item"].astype(str).to_numpy())),
+            "user_id": torch.as_tensor(self._ids("user_id", rows["user"].astype(str).to_numpy())),
+            "item_id": torch.as_tensor(self._ids("item_id", rows["item"].astype(str).to_numpy())),
         }
         if self.sequential:
             max_len = self.config.max_seq_length
@@ -196,7 +202,7 @@ class RecBoleCF(Method):
             mat = np.zeros((len(seqs), max_len), dtype=np.int64)
             lens = np.zeros(len(seqs), dtype=np.int64)
             for r, s in enumerate(seqs):
-                ids = ds.token2id("item_id", s)
+                ids = self._ids("item_id", s)
                 mat[r, : len(ids)] = ids
                 lens[r] = len(ids)
             data["item_id_list"] = torch.as_tensor(mat)

@@ -36,23 +36,31 @@ def _per_user(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> pd.c
     return df.groupby("u", sort=True)
 
 
-def _user_auc_items(users, labels, scores):
-    """(user, AUC, positives) of every user with both classes (one-class or single-row users have no AUC)."""
-    for u, g in _per_user(users, labels, scores):
-        y = g["y"].to_numpy()
-        if len(y) >= 2 and y.min() != y.max():
-            yield u, roc_auc_score(y, g["s"].to_numpy()), y.sum()
+def _user_auc_table(users, labels, scores) -> pd.DataFrame:
+    """AUC and positives of every user with both classes (one-class or single-row users have no
+    AUC), sorted by user. AUC is the Mann-Whitney U over within-user average ranks, which is ROC
+    AUC with ties counted as half, as sklearn's: one groupby instead of a call per user."""
+    df = pd.DataFrame({"u": np.asarray(users), "y": np.asarray(labels).astype(np.int64),
+                       "s": np.asarray(scores, dtype=float)})
+    df["r"] = df.groupby("u", sort=False)["s"].rank(method="average")
+    df["ry"] = df["r"] * df["y"]
+    g = df.groupby("u", sort=True)
+    n, npos, rank_sum = g.size(), g["y"].sum(), g["ry"].sum()
+    nneg = n - npos
+    both = (npos > 0) & (nneg > 0)
+    npos, nneg, rank_sum = npos[both].astype(float), nneg[both].astype(float), rank_sum[both]
+    return pd.DataFrame({"auc": (rank_sum - npos * (npos + 1) / 2) / (npos * nneg), "npos": npos})
 
 
 def _user_aucs(users, labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    items = list(_user_auc_items(users, labels, scores))
-    return (np.asarray([a for _, a, _ in items], dtype=float), np.asarray([n for _, _, n in items], dtype=float))
+    t = _user_auc_table(users, labels, scores)
+    return t["auc"].to_numpy(dtype=float), t["npos"].to_numpy(dtype=float)
 
 
 def per_user_auc(users, labels, scores) -> dict[str, float]:
     """AUC of every user with both classes, keyed by the user id as text (JSON-ready). Records keep
     it for the test split so the report can run a paired bootstrap over users between methods."""
-    return {str(u): float(a) for u, a, _ in _user_auc_items(users, labels, scores)}
+    return {str(u): float(a) for u, a in _user_auc_table(users, labels, scores)["auc"].items()}
 
 
 def uauc(users, labels, scores) -> float:

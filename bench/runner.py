@@ -113,6 +113,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         "split": {"fingerprint": split.fingerprint, "subset_users": run.dataset.subset_users,
                   "subset_seed": run.dataset.subset_seed, "max_eval_rows": run.dataset.max_eval_rows,
                   "source": run.dataset.source, "few_shot": run.dataset.few_shot,
+                  **({"top_items": run.dataset.top_items} if run.dataset.top_items else {}),
                   "stats": split.stats()},
         "device": device,
         "device_name": records.device_name(device),
@@ -214,7 +215,7 @@ def _load_splits(runs: list[PlannedRun], data_dir: str | None) -> dict[str, Spli
         try:
             splits[ds.name] = load_split(ds.source, data_dir, ds.subset_users, ds.subset_seed,
                                          max_eval_rows=ds.max_eval_rows, few_shot_rows=ds.few_shot,
-                                         few_shot_seed=ds.few_shot_seed)
+                                         few_shot_seed=ds.few_shot_seed, top_items_n=ds.top_items)
         except BenchError as e:
             if not ds.optional:
                 raise

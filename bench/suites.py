@@ -8,6 +8,7 @@
       amazon-book: {optional: true}     # skipped with a notice when its raw files are absent
       ml100k-16shot: {dataset: ml100k, few_shot: 16}   # a label over a dataset: TALLRec's seeded
                                         # n-row few-shot train sample (Table 7)
+      ml1m-top100: {dataset: ml1m, top_items: 100}   # rows of the 100 most-rated train items
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
       - {method: cora-mf, budget: graphlora}   # rank/width set to match graphlora's trainable params
@@ -24,7 +25,8 @@ import yaml
 from bench.errors import BenchError, did_you_mean, unknown
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
-DATASET_KEYS = {"dataset", "subset_users", "subset_seed", "max_eval_rows", "optional", "few_shot", "few_shot_seed"}
+DATASET_KEYS = {"dataset", "subset_users", "subset_seed", "max_eval_rows", "optional", "few_shot", "few_shot_seed",
+                "top_items"}
 RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
 SUITE_KEYS = {"description", "seeds", "datasets", "runs", "timing"}
 TIMING_KEYS = {"warmup", "repeats"}
@@ -40,6 +42,7 @@ class DatasetSpec:
     dataset: str | None = None  # the registered dataset when ``name`` is only a label
     few_shot: int | None = None  # seeded sample of this many train rows (TALLRec's few-shot protocol)
     few_shot_seed: int = 0
+    top_items: int | None = None  # only rows of the N most-rated train items (a dense subset)
 
     @property
     def source(self) -> str:
@@ -103,9 +106,14 @@ def load_suite(name_or_path: str) -> Suite:
         if fs is not None and (not isinstance(fs, int) or fs <= 0):
             raise BenchError(f"{where}: dataset {dname}: few_shot must be a positive int, got {fs!r}",
                              "e.g. few_shot: 16 (TALLRec: 16, 64, 256)")
+        for key in ("subset_users", "max_eval_rows", "top_items"):
+            v = opts.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+                raise BenchError(f"{where}: dataset {dname}: {key} must be a positive int, got {v!r}",
+                                 f"e.g. {key}: 100, or leave it out")
         datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
                                     opts.get("max_eval_rows"), bool(opts.get("optional", False)),
-                                    opts.get("dataset"), fs, int(opts.get("few_shot_seed", 0))))
+                                    opts.get("dataset"), fs, int(opts.get("few_shot_seed", 0)), opts.get("top_items")))
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
     runs = []

@@ -23,6 +23,9 @@ class GraphLoRA(LLMRecommender):
     Config = GraphLoRAConfig
     description = "GraphLoRA: GNN signal injected in the LoRA bottleneck of one layer"
     budget_knobs = ("lora_r", "gnn_hidden")
+    # the graph signal of a slot is its own node's (ego graph), the injection touches slot
+    # positions only: a user's prompt prefix may be cached like any other
+    shares_prefix = True
     variants = {
         "default": {},
         # Table 5(A): training strategy

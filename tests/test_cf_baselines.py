@@ -102,3 +102,45 @@ def test_sasrec_history_shares_the_item_vocabulary(ml1m, tmp_path):
     tokens = m.dataset.id2token("item_id", ids).tolist()
     assert tokens == ["0"] + [str(i) for i in row["history"].iloc[0][-4:]]
     assert not torch.is_anomaly_enabled()  # RecBole's sine.py switched it on; compat switched it off
+
+
+def test_sasrec_native_protocol_embeds_rows_of_users_and_items_recbole_never_saw(tmp_path, data_dir, ml1m):
+    # Under the `recbole` protocol the train file holds positives only: this subset has a user
+    # and 192 items whose train rows are all negative (and no valid/test rows), which RecBole's
+    # token table lacks; CoLLM-SAS still needs a sequence embedding for every train row.
+    small = subset(ml1m, 60, 3)
+    pos = small.train[small.train["label"] == 1]
+    seen_later = set(small.valid["user"]) | set(small.test["user"])
+    assert set(small.train["user"]) - set(pos["user"]) - seen_later  # the case is really there
+    suite = tmp_path / "sas.yaml"
+    suite.write_text("seeds: [0]\ndatasets:\n  ml1m: {subset_users: 60, subset_seed: 3}\nruns:\n"
+                     "  - {method: sasrec, variant: recbole, overrides: {epochs: 1, stopping_step: 1, max_seq_length: 10}}\n"
+                     "timing: {repeats: 0}\n")
+    counts = run_suite(str(suite), results_dir=tmp_path / "results", data_dir=str(data_dir), device="cpu", progress=False)
+    assert counts["done"] == 1, counts
+    rec = json.loads(next((tmp_path / "results" / "sas").glob("*.json")).read_text())
+    emb = np.load(rec["artifacts"]["embeddings"])
+    assert emb["rows_train"].shape[0] == len(small.train) and np.isfinite(emb["rows_train"]).all()
+
+
+def test_sasrec_row_embeddings_run_each_history_once_and_equal_a_per_row_forward(tmp_path, ml1m):
+    import torch
+
+    from bench.config import build_config
+    from bench.method import RunContext
+    from bench.registry import get_method
+
+    small = subset(ml1m, 60, 3)
+    cls = get_method("sasrec")
+    cfg = build_config(cls.Config, cls.variant_overrides("bce"), {"epochs": 1, "stopping_step": 1, "max_seq_length": 10})
+    m = cls(cfg, RunContext(dataset="ml1m", seed=0, device="cpu", work_dir=tmp_path, artifact_dir=tmp_path / "a",
+                            split_fingerprint=small.fingerprint, progress=False))
+    m.fit(small)
+    rows = small.train.head(300).reset_index(drop=True)
+    assert rows["history"].map(lambda h: tuple(h[-9:])).nunique() < len(rows)  # shared histories exist
+    got = m.row_user_embeddings(rows)
+    with torch.no_grad():
+        for i in range(0, len(rows), 37):
+            inter = m._interaction_for(rows.iloc[i:i + 1])
+            want = m.model.forward(inter["item_id_list"], inter["item_length"]).numpy()[0]
+            np.testing.assert_allclose(got[i], want, atol=1e-5)

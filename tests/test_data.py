@@ -162,3 +162,24 @@ def test_capped_eval_rows_keep_valid_small_inside_valid(ml1m):
     assert len(capped.train) == len(subset(ml1m, 60, 0).train)
     again = cap_eval_rows(subset(ml1m, 60, 0), 200, seed=0)
     assert again.fingerprint == capped.fingerprint
+
+
+def test_top_items_keeps_the_most_rated_train_items_in_every_part(ml1m, data_dir):
+    from bench.data import top_items
+
+    dense = top_items(ml1m, 100)
+    counts = ml1m.train["item"].value_counts()
+    kept = set(dense.train["item"])
+    assert len(kept) == 100 and min(counts[i] for i in kept) >= max(counts[i] for i in set(counts.index) - kept)
+    for part, df in dense.parts():
+        full = getattr(ml1m, part)
+        assert set(df["item"]) <= kept
+        assert len(df) == full["item"].isin(kept).sum()  # every row of those items, nothing else
+    row = dense.test.iloc[0]  # histories still list the user's real liked items, kept or not
+    orig = ml1m.test[(ml1m.test["user"] == row["user"]) & (ml1m.test["item"] == row["item"])].iloc[0]
+    assert list(row["history"]) == list(orig["history"])
+    assert (dense.n_users, dense.n_items) == (ml1m.n_users, ml1m.n_items)
+    via_loader = load_split("ml1m", data_dir, top_items_n=100)
+    assert via_loader.fingerprint == dense.fingerprint != ml1m.fingerprint
+    with pytest.raises(BenchError, match="top_items must be positive"):
+        top_items(ml1m, 0)

@@ -69,6 +69,9 @@ def test_suite_errors(tmp_path):
     bad.write_text("datasets: {ml100k: {subset_user: 3}}\nruns: []\n")
     with pytest.raises(BenchError, match="unknown key 'subset_user'"):
         load_suite(str(bad))
+    bad.write_text("datasets: {ml1m: {top_items: 0}}\nruns: []\n")
+    with pytest.raises(BenchError, match="top_items must be a positive int, got 0"):
+        load_suite(str(bad))
     bad.write_text("datasets: [\n")
     with pytest.raises(BenchError, match="not valid YAML"):
         load_suite(str(bad))

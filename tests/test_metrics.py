@@ -15,6 +15,19 @@ def test_auc_matches_sklearn_with_ties():
     assert metrics.auc(y, s) == pytest.approx(roc_auc_score(y, s))
 
 
+def test_per_user_auc_equals_sklearn_per_user_with_ties():
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 60, 3000)
+    y = rng.integers(0, 2, 3000)
+    s = rng.integers(0, 6, 3000).astype(float)  # many ties within users
+    got = metrics.per_user_auc(users, y, s)
+    want = {str(u): roc_auc_score(y[users == u], s[users == u]) for u in np.unique(users)
+            if len(set(y[users == u])) == 2}
+    assert got.keys() == want.keys() and len(want) > 50
+    for u, a in want.items():
+        assert got[u] == pytest.approx(a, abs=1e-12)
+
+
 def test_auc_one_class_is_nan():
     assert math.isnan(metrics.auc(np.ones(4), np.arange(4.0)))
 

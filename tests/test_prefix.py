@@ -40,7 +40,8 @@ def test_plan_groups_rows_of_one_user_by_their_exact_common_prefix():
     assert head.slots == [] and tail.slots == [(0, "item")]
 
 
-@pytest.mark.parametrize("name,variant,prompt", [("tallrec", "default", "text"), ("collm-mf", "one-stage", "id")])
+@pytest.mark.parametrize("name,variant,prompt", [("tallrec", "default", "text"), ("collm-mf", "one-stage", "id"),
+                                                      ("graphlora", "default", "id")])
 def test_shared_prefix_scores_equal_whole_prompt_scores(ml1m, backbone, tmp_path, name, variant, prompt):
     small = subset(ml1m, 30, 1)
     rows = small.test.head(160).reset_index(drop=True)
@@ -52,7 +53,7 @@ def test_shared_prefix_scores_equal_whole_prompt_scores(ml1m, backbone, tmp_path
     m.prepare(small, copy.deepcopy(backbone))
     with torch.no_grad():  # trained-looking adapters and projector, so every part shapes the score
         for n, p in list(m.model.named_parameters()) + list(m.modules.named_parameters()):
-            if "lora_B" in n or "projector" in n:
+            if "lora_B" in n or "projector" in n or "encoder" in n or "injector" in n:
                 p.normal_(0, 0.05)
     groups, _ = plan(m._encoded(rows, prompt), m.user_keys(rows), np.arange(len(rows)))
     assert sum(len(g.rows) for g in groups) >= len(rows) // 3  # the shared path is really exercised

@@ -25,7 +25,7 @@ DATASETS: dict[str, tuple[str, bool, int]] = {
     "bookcrossing-tallrec": ("bench.data.bookcrossing:load_tallrec", True, 1),
 }
 
-__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
+__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "top_items", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
 
 
 def cache_dir() -> Path:
@@ -106,6 +106,19 @@ def subset(split: Split, n_users: int, seed: int = 0) -> Split:
                  domain=split.domain, **parts)
 
 
+def top_items(split: Split, n_items: int) -> Split:
+    """Every part restricted to rows of the ``n_items`` most-rated train items (ties: lower id
+    first). Histories are untouched: a prompt still lists the user's real liked items. A dense
+    subset, where each item recurs often enough for a model to learn it from a short run."""
+    if n_items <= 0:
+        raise BenchError(f"top_items must be positive, got {n_items}", "use top_items >= 1")
+    counts = split.train["item"].value_counts()
+    ranked = sorted(counts.index, key=lambda i: (-counts[i], i))
+    keep = set(ranked[:n_items])
+    parts = {p: df[df["item"].isin(keep)].reset_index(drop=True) for p, df in split.parts()}
+    return Split(dataset=split.dataset, n_users=split.n_users, n_items=split.n_items, domain=split.domain, **parts)
+
+
 def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
     """Seeded samples of at most ``n`` valid and test rows, and of at most ``n // 2`` of the
     valid_small rows that stay in the sampled valid (valid_small is part of valid); train is
@@ -145,10 +158,12 @@ def few_shot(split: Split, n: int, seed: int = 0) -> Split:
 
 def load_split(name: str, data_dir: str | Path | None = None, subset_users: int | None = None,
                subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None,
-               few_shot_rows: int | None = None, few_shot_seed: int = 0) -> Split:
+               few_shot_rows: int | None = None, few_shot_seed: int = 0, top_items_n: int | None = None) -> Split:
     split = load_full(name, data_dir, use_cache)
     if subset_users:
         split = subset(split, subset_users, subset_seed)
+    if top_items_n:
+        split = top_items(split, top_items_n)
     if few_shot_rows:
         split = few_shot(split, few_shot_rows, few_shot_seed)
     return cap_eval_rows(split, max_eval_rows, subset_seed) if max_eval_rows else split

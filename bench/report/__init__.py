@@ -144,6 +144,17 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
         tex.parent.mkdir(parents=True, exist_ok=True)
         tex.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
         written.append(tex)
+    for kind, title, render in (("scoring_speed", "Scoring speed", tables.scoring_speed_benchmark),
+                                ("overhead", "Harness overhead", tables.overhead_benchmark)):
+        for bpath in sorted(bench_dir.glob(f"{kind}__*.json")) if bench_dir.exists() else []:
+            rec = read_record(bpath)
+            try:
+                header, body, notes = render(rec)
+            except (KeyError, TypeError, ValueError):  # a foreign or older record is named, never fatal
+                md += [f"Unreadable {kind} record `{bpath}` (ignored).", ""]
+                continue
+            md += [f"## {title} `{bpath.stem}`", "", tabulate(body, headers=header, tablefmt="github"), ""] + [
+                f"- {n}" for n in notes] + [""]
     path = out_dir / "results.md"
     path.write_text("\n".join(md) + "\n")
     written.insert(0, path)

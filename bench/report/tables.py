@@ -245,3 +245,27 @@ def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> 
             f"{' (random: ratios do not depend on weight values)' if str(rec['backbone']).startswith('random:') else ''}"
             "; CF embeddings are seeded random tables of the CF models' shapes.")
     return header, body, [note]
+
+
+def scoring_speed_benchmark(rec: dict[str, Any]) -> Table:
+    """One scoring-speed record: the harness scorer against a plain Hugging Face loop."""
+    header = ["Path", "Batch", "Prompts/s", "Seconds"]
+    body = [[name, str(rec[key]["batch"]), f"{rec[key]['prompts_per_s']:.2f}", f"{rec[key]['seconds']:.1f}"]
+            for name, key in (("plain HF loop", "plain"), ("harness scorer", "harness"))]
+    shared = rec.get("rows_sharing_a_prefix")
+    users = "" if shared is None else f" of {rec['users']} whole users, {shared} of them sharing a cached prefix"
+    note = (f"Backbone {rec['backbone']} on {rec['device_name']}: {rec['n_prompts']} {rec['dataset']} test prompts "
+            f"(mean {rec['mean_tokens']:.0f} tokens){users}; "
+            f"speed-up x{rec['speedup']:.2f}; largest score difference {rec['max_abs_score_diff']:.2g}.")
+    return header, body, [note]
+
+
+def overhead_benchmark(rec: dict[str, Any]) -> Table:
+    """One overhead record: a whole harness run of each method against the library's own entry point."""
+    header = ["Method", "Variant", "Harness s", "Quick start s", "Ratio", "Test AUC (harness / quick start)"]
+    body = [[e["method"], e["variant"], f"{e['harness_s']:.1f}", f"{e['reference_s']:.1f}", f"{e['ratio']:.3f}",
+             f"{e['harness_test_auc']:.4f} / {e['reference_test_auc']:.4f}"] for e in rec["entries"]]
+    sets = ", ".join(f"{k}={v}" for k, v in rec.get("overrides", {}).items()) or "the methods' own configs"
+    note = (f"{rec['dataset']} on {rec['device_name']}, {sets}; the harness run includes scoring valid and test, "
+            "metrics, the embedding cache and the record; the first method's two paths ran once untimed first.")
+    return header, body, [note]
