@@ -27,6 +27,9 @@ from bench.errors import BenchError, did_you_mean, unknown
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 DATASET_KEYS = {"dataset", "subset_users", "subset_seed", "max_eval_rows", "optional", "few_shot", "few_shot_seed",
                 "top_items"}
+# dataset keys that take a positive int, with an example value for the error's fix
+POSITIVE_DATASET_KEYS = {"subset_users": 60, "max_eval_rows": 400, "top_items": 100,
+                         "few_shot": "16 (TALLRec: 16, 64, 256)"}
 RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
 SUITE_KEYS = {"description", "seeds", "datasets", "runs", "timing"}
 TIMING_KEYS = {"warmup", "repeats"}
@@ -102,18 +105,15 @@ def load_suite(name_or_path: str) -> Suite:
     datasets = []
     for dname, opts in (raw.get("datasets") or {}).items():
         opts = _check_keys(opts or {}, DATASET_KEYS, f"{where}: dataset {dname}")
-        fs = opts.get("few_shot")
-        if fs is not None and (not isinstance(fs, int) or fs <= 0):
-            raise BenchError(f"{where}: dataset {dname}: few_shot must be a positive int, got {fs!r}",
-                             "e.g. few_shot: 16 (TALLRec: 16, 64, 256)")
-        for key in ("subset_users", "max_eval_rows", "top_items"):
+        for key, example in POSITIVE_DATASET_KEYS.items():
             v = opts.get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
                 raise BenchError(f"{where}: dataset {dname}: {key} must be a positive int, got {v!r}",
-                                 f"e.g. {key}: 100, or leave it out")
+                                 f"e.g. {key}: {example}, or leave it out")
         datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
                                     opts.get("max_eval_rows"), bool(opts.get("optional", False)),
-                                    opts.get("dataset"), fs, int(opts.get("few_shot_seed", 0)), opts.get("top_items")))
+                                    opts.get("dataset"), opts.get("few_shot"), int(opts.get("few_shot_seed", 0)),
+                                    opts.get("top_items")))
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
     runs = []

@@ -217,19 +217,21 @@ class LLMRecommender(Method):
         enc = self._encoded(rows, prompt)
         users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
         groups, singles = plan(enc, users, subset)
-        pad, dev = self.bb.tokenizer.pad_token_id, self.bb.device
+        pad, dev, kv = self.bb.tokenizer.pad_token_id, self.bb.device, kv_cache_keyword(self.bb.model)
         # batches of whole groups, up to eval_batch_size rows each, similar suffix lengths together
         groups.sort(key=lambda g: max(len(enc[i].input_ids) - g.shared for i in g.rows))
         todo: list[list] = [[]]
+        n_rows = 0  # rows in todo[-1]
         for g in groups:
-            if todo[-1] and sum(len(x.rows) for x in todo[-1]) + len(g.rows) > self.config.eval_batch_size:
+            if todo[-1] and n_rows + len(g.rows) > self.config.eval_batch_size:
                 todo.append([])
+                n_rows = 0
             todo[-1].append(g)
+            n_rows += len(g.rows)
         for chunk in filter(None, todo):
             lead = np.asarray([g.rows[0] for g in chunk])
             heads = [split_encoded(enc[g.rows[0]], g.shared)[0] for g in chunk]
             head = collate(heads, lead, users[lead], items[lead], labels[lead], pad).to(dev)
-            kv = kv_cache_keyword(self.bb.model)
             cache = self._forward(head, use_cache=True)[kv]
             member = np.concatenate([g.rows for g in chunk])
             owner = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(g.rows) for g in chunk]), device=dev)
