@@ -63,7 +63,7 @@ def match(cls: type, cfg: Any, target: str | int, split, ctx: RunContext, backbo
     if backbone is None:
         from bench.llm.backbone import load_backbone
 
-        backbone = load_backbone(cfg.backbone, ctx.device, ctx.seed)
+        backbone = load_backbone(cfg.backbone, ctx.device, ctx.seed, cfg.dtype)
     goal, source = resolve_target(target, cfg, split, ctx, backbone)
     counts: dict = {}
     for knob in knobs:

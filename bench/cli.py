@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--eval-batch-size", type=int, default=64)
     eff.add_argument("--warmup", type=int, default=3)
     eff.add_argument("--repeats", type=int, default=10)
+    eff.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                     help="auto: bf16 on CUDA, fp32 on CPU")
     eff.add_argument("--out", default=Path("results/benchmarks"), type=Path)
 
     spd = sub.add_parser("scoring-speed", help="prompts/s: the harness scorer vs a plain Hugging Face loop")
@@ -82,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--rows", type=int, default=128, help="test prompts scored by each path")
     spd.add_argument("--plain-batch", type=int, default=16)
     spd.add_argument("--harness-batch", type=int, default=64)
+    spd.add_argument("--prompt", default="id", choices=["id", "text"],
+                     help="id: the CoLLM/BinLLM/GraphLoRA prompt (ML-1M mean ~188 tokens); text: TALLRec's")
+    spd.add_argument("--dtypes", type=_csv, default=["auto"],
+                     help="harness precisions, comma-separated: auto (the plain loop's: fp32 on CPU, bf16 on "
+                          "CUDA), float32, bfloat16 (on CPU: faster, scores not exact)")
     spd.add_argument("--out", default=Path("results/benchmarks"), type=Path)
     ovh = sub.add_parser("overhead", help="wall time of a whole harness run vs the library's own quick start, same split and config")
     ovh.add_argument("--methods", type=_csv, help="comma-separated subset (default: every method with a reference run)")
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup < 0:
                 raise BenchError("--warmup must be >= 0", "pass 0 or more")
             rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
-                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users)
+                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users, dtype=args.dtype)
             print(f"wrote {write(rec, args.out)}")
             return 0
         if args.command == "scoring-speed":
@@ -154,10 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             from bench.runner import resolve_device
 
             _require_positive(args, "rows", "plain_batch", "harness_batch")
+            from bench.llm.backbone import DTYPES
+
+            for name in args.dtypes:
+                if name not in ("auto", *DTYPES):
+                    raise BenchError(f"--dtypes: unknown precision {name!r}", f"use auto, {', '.join(DTYPES)}")
             rec = scoring_speed.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
-                                        args.rows, args.plain_batch, args.harness_batch)
-            print(f"harness {rec['harness']['prompts_per_s']:.2f} prompts/s vs plain loop "
-                  f"{rec['plain']['prompts_per_s']:.2f}/s: x{rec['speedup']:.2f}")
+                                        args.rows, args.plain_batch, args.harness_batch, prompt=args.prompt,
+                                        dtypes=tuple(args.dtypes))
+            for e in rec["harness"]:
+                print(f"harness ({e['dtype']}) {e['prompts_per_s']:.2f} prompts/s vs plain loop "
+                      f"({rec['plain']['dtype']}) {rec['plain']['prompts_per_s']:.2f}/s: x{e['speedup']:.2f}")
             print(f"wrote {scoring_speed.write(rec, args.out)}")
             return 0
         if args.command == "overhead":

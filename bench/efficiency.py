@@ -39,7 +39,7 @@ def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
 
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batch_size: int, eval_batch_size: int,
             warmup: int, repeats: int, methods: list[str] | None = None, seed: int = 0,
-            subset_users: int | None = None, layout_path: Path | None = None) -> dict[str, Any]:
+            subset_users: int | None = None, layout_path: Path | None = None, dtype: str = "auto") -> dict[str, Any]:
     import torch
 
     from bench.config import build_config
@@ -56,7 +56,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
     for method, variant in todo:
         cls = get_method(method)
         cfg = build_config(cls.Config, cls.variant_overrides(variant),
-                           {"backbone": backbone, "batch_size": batch_size, "eval_batch_size": eval_batch_size})
+                           {"backbone": backbone, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+                            "dtype": dtype})
         with tempfile.TemporaryDirectory(prefix="recbench-eff-") as work, random_cf_embeddings():
             ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work) / "a",
                              split_fingerprint=split.fingerprint, run_name=f"efficiency:{method}:{variant}", progress=False)
@@ -70,6 +71,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
                    "params_total": m.param_counts()["total"], **t, "peak_mem_bytes": peak}
             log.info("%s (%s): %s", method, variant, {k: v for k, v in row.items() if k not in ("method", "variant")})
             results.append(row)
+            precision = str(m.bb.dtype).replace("torch.", "")
             del m
         gc.collect()
         if device.startswith("cuda"):
@@ -79,14 +81,17 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
         r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"],
                       "train_step": r["train_step_s"] / base["train_step_s"],
                       "infer_step": r["infer_step_s"] / base["infer_step_s"]}
+    from bench.llm.backbone import pick_dtype
     from bench.runner import REPO
 
+    default = str(pick_dtype(torch.device(device))).replace("torch.", "")
     return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone, "device": device,
-            "device_name": records.device_name(device), "dataset": dataset, "split_fingerprint": split.fingerprint,
-            "batch_size": batch_size, "eval_batch_size": eval_batch_size, "warmup": warmup, "repeats": repeats,
+            "device_name": records.device_name(device), "dtype": precision, "default_dtype": precision == default,
+            "dataset": dataset, "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size, "warmup": warmup, "repeats": repeats,
             "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results,
             "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:
-    return records.write_benchmark(record, out_dir, "efficiency")
+    # a precision other than the device's default gets its own file beside the default record
+    return records.write_benchmark(record, out_dir, "efficiency", tag="" if record.get("default_dtype", True) else record["dtype"])

@@ -48,10 +48,10 @@ def measure(dataset: str, data_dir: str | None, device: str, methods: list[str] 
     from bench.runner import REPO, PlannedRun, execute
     from bench.suites import DatasetSpec, RunSpec
 
-    split = load_split(dataset, data_dir, subset_users, seed)
-    todo = entries(methods)
+    todo = entries(methods)  # bad method names fail before any data is read
     if not todo:
         raise BenchError("no registered method has a reference run", "install the CF extra: pip install -e '.[cf]'")
+    split = load_split(dataset, data_dir, subset_users, seed)
     results = []
     with tempfile.TemporaryDirectory(prefix="recbench-overhead-") as tmp:
         for i, (name, cls) in enumerate(todo):

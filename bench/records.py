@@ -85,11 +85,17 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("schema_version") == SCHEMA_VERSION else None
 
 
-def is_finished(path: Path, config: dict[str, Any], fingerprint: str) -> bool:
+def is_finished(path: Path, config: dict[str, Any], fingerprint: str,
+                defaults: dict[str, Any] | None = None) -> bool:
     """A finished record of the same method config on the same split (the fingerprint covers
-    subsets and caps, so nothing else needs comparing)."""
+    subsets and caps, so nothing else needs comparing). A config key the record lacks counts as
+    its value in ``defaults``: a field added to a config later leaves older records current as
+    long as it stays at its default."""
     rec = read_record(path)
-    same_config = rec is not None and _canon(rec.get("config")) == _canon(config)
+    old = rec.get("config") if rec is not None else None
+    if isinstance(old, dict) and defaults:
+        old = {**{k: v for k, v in defaults.items() if k in config}, **old}
+    same_config = rec is not None and _canon(old) == _canon(config)
     return bool(same_config and rec.get("status") == "ok" and rec.get("split", {}).get("fingerprint") == fingerprint)
 
 
@@ -132,11 +138,12 @@ def run_lock(record_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str, field: str = "backbone") -> Path:
-    """``<out_dir>/<kind>__<record[field]>__<cpu|cuda>.json``: one record per benchmark, subject
-    (the backbone, or the dataset) and device kind, replaced atomically by a rerun."""
+def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str, field: str = "backbone", tag: str = "") -> Path:
+    """``<out_dir>/<kind>__<record[field]>__<cpu|cuda>[-<tag>].json``: one record per benchmark,
+    subject (the backbone, or the dataset), device kind and tag (e.g. a non-default precision),
+    replaced atomically by a rerun."""
     where = "cuda" if str(record["device"]).startswith("cuda") else "cpu"
-    path = out_dir / f"{kind}__{str(record[field]).replace(':', '-')}__{where}.json"
+    path = out_dir / f"{kind}__{str(record[field]).replace(':', '-')}__{where}{'-' + tag if tag else ''}.json"
     write_atomic(path, record)
     return path
 

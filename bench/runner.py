@@ -47,6 +47,12 @@ class PlannedRun:
             out["budget"] = self.spec.budget
         return out
 
+    @property
+    def config_defaults(self) -> dict[str, Any]:
+        """The config class's field defaults, as ``config_dict`` writes them."""
+        return {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+                for f in dataclasses.fields(self.config) if f.default is not dataclasses.MISSING}
+
 
 def resolve_device(device: str) -> str:
     if device != "auto":
@@ -182,12 +188,12 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
     follow its decision and join the run if the method trains data-parallel, else wait."""
     path = run.key.path(results_dir)
     main = distributed.is_main()
-    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint):
+    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults):
         records.clear_stale_lock(path)
         return distributed.broadcast("skipped")
     with records.run_lock(path) if main else contextlib.nullcontext(True) as mine:
         # another live `bench run` holds this run, or finished it while we waited our turn
-        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint))
+        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults))
         if distributed.broadcast("run" if todo else "skipped") == "skipped":
             return "skipped"
         together = run.method_cls.data_parallel

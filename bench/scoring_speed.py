@@ -34,7 +34,7 @@ def _plain_loop(bb: Any, prompts: list[list[int]], batch_size: int) -> np.ndarra
 
     pad = bb.tokenizer.pad_token_id
     out = []
-    with torch.no_grad(), autocast(bb.device):
+    with torch.no_grad(), autocast(bb.device, bb.dtype):
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i:i + batch_size]
             T = max(map(len, chunk))
@@ -57,13 +57,26 @@ def _whole_users(test, n_rows: int, seed: int):
     return test.iloc[np.argsort(rank, kind="stable")[:n_rows]].reset_index(drop=True)
 
 
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
+
+
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_rows: int,
-            plain_batch: int = 16, harness_batch: int = 64, seed: int = 0) -> dict[str, Any]:
+            plain_batch: int = 16, harness_batch: int = 64, seed: int = 0, prompt: str = "id",
+            dtypes: tuple[str, ...] = ("auto",)) -> dict[str, Any]:
+    """The plain loop at the device's default precision, then the harness at each of ``dtypes``
+    (``auto`` is that same precision; ``bfloat16`` on a CPU trades exactness for speed, so its
+    scores are compared, not required to match)."""
     from bench.config import build_config
     from bench.data import load_split
-    from bench.llm.backbone import synchronize
+    from bench.llm.backbone import pick_dtype, synchronize
+    from bench.llm.prefix import plan
     from bench.llm.recommender import LLMRecommender
     from bench.method import RunContext
+    from scipy.stats import spearmanr
+    import torch
 
     class ScoringOnly(LLMRecommender):  # the shared scorer with no adapter: what is timed is scoring
         description = "scoring machinery only"
@@ -77,49 +90,67 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
 
     split = load_split(dataset, data_dir)
     rows = _whole_users(split.test, n_rows, seed)
-    cfg = build_config(LLMRecommender.Config, {}, {"backbone": backbone, "eval_batch_size": harness_batch})
-    with tempfile.TemporaryDirectory(prefix="recbench-speed-") as work:
-        ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work),
-                         split_fingerprint=split.fingerprint, run_name="scoring-speed", progress=False)
-        m = ScoringOnly(cfg, ctx)
-        m.prepare(split)
-        m.model.eval()
-        enc = m._encoded(rows, "text")  # tokenised once; both paths score the same token ids
-        prompts = [e.input_ids for e in enc]
-        from bench.llm.prefix import plan
+    labels = rows["label"].to_numpy()
+    warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
+    dev = torch.device(device)
+    default = pick_dtype(dev)
 
-        groups, _ = plan(enc, m.user_keys(rows), np.arange(len(rows)))
-        timings: dict[str, float] = {}
-        scores: dict[str, np.ndarray] = {}
-        warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
-        paths = {"plain": (lambda: _plain_loop(m.bb, prompts[:len(warm)], plain_batch),
-                           lambda: _plain_loop(m.bb, prompts, plain_batch)),
-                 "harness": (lambda: m._score_rows(warm, "text"), lambda: m._score_rows(rows, "text"))}
-        for name, (warm_up, timed) in paths.items():
-            warm_up()
-            synchronize(m.bb.device)
-            t0 = time.perf_counter()
-            scores[name] = timed()
-            synchronize(m.bb.device)
-            timings[name] = time.perf_counter() - t0
-            log.info("%s: %d prompts in %.1fs", name, len(rows), timings[name])
-    diff = float(np.max(np.abs(scores["plain"] - scores["harness"])))
-    tol = 0.5 if device.startswith("cuda") else 1e-3  # bf16 on CUDA differs by padding side
-    if not diff < tol:
-        raise RuntimeError(f"harness and plain loop disagree on the Yes logit by {diff:.4g} (> {tol})")
+    def timed(fn) -> tuple[np.ndarray, float]:
+        synchronize(dev)
+        t0 = time.perf_counter()
+        out = fn()
+        synchronize(dev)
+        return out, time.perf_counter() - t0
+
+    entries: list[dict[str, Any]] = []
+    plain: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="recbench-speed-") as work:
+        for i, name in enumerate(dtypes):
+            cfg = build_config(LLMRecommender.Config, {}, {"backbone": backbone, "eval_batch_size": harness_batch,
+                                                           "dtype": name})
+            ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work),
+                             split_fingerprint=split.fingerprint, run_name="scoring-speed", progress=False)
+            m = ScoringOnly(cfg, ctx)
+            m.prepare(split)
+            m.model.eval()
+            if i == 0:
+                enc = m._encoded(rows, prompt)  # tokenised once; every path scores the same token ids
+                prompts = [e.input_ids for e in enc]
+                groups, _ = plan(enc, m.user_keys(rows), np.arange(len(rows)))
+                ref = m if m.bb.dtype == default else ScoringOnly(
+                    build_config(LLMRecommender.Config, {}, {"backbone": backbone}), ctx)
+                if ref is not m:
+                    ref.prepare(split)
+                _plain_loop(ref.bb, prompts[:len(warm)], plain_batch)
+                plain_scores, secs = timed(lambda ref=ref: _plain_loop(ref.bb, prompts, plain_batch))
+                plain = {"batch": plain_batch, "dtype": str(ref.bb.dtype).replace("torch.", ""), "seconds": secs,
+                         "prompts_per_s": len(rows) / secs, "auc": _auc(labels, plain_scores)}
+                log.info("plain (%s): %d prompts in %.1fs", plain["dtype"], len(rows), secs)
+                del ref
+            m._score_rows(warm, prompt)
+            scores, secs = timed(lambda m=m: m._score_rows(rows, prompt))
+            diff = float(np.max(np.abs(scores - plain_scores)))
+            exact = m.bb.dtype == default
+            tol = 0.5 if dev.type == "cuda" else 1e-3  # bf16 on CUDA differs by padding side
+            if exact and not diff < tol:
+                raise RuntimeError(f"harness and plain loop disagree on the Yes logit by {diff:.4g} (> {tol})")
+            entries.append({"dtype": str(m.bb.dtype).replace("torch.", ""), "batch": harness_batch, "seconds": secs,
+                            "prompts_per_s": len(rows) / secs, "speedup": plain["seconds"] / secs,
+                            "same_precision_as_plain": bool(exact), "max_abs_score_diff": diff,
+                            "spearman_vs_plain": float(spearmanr(scores, plain_scores).statistic),
+                            "auc": _auc(labels, scores)})
+            log.info("harness (%s): %d prompts in %.1fs", entries[-1]["dtype"], len(rows), secs)
+            del m
     from bench.runner import REPO
 
     lengths = [len(p) for p in prompts]
     return {"kind": "scoring_speed", "schema_version": records.SCHEMA_VERSION, "backbone": backbone,
             "device": device, "device_name": records.device_name(device), "dataset": dataset,
-            "split_fingerprint": split.fingerprint, "n_prompts": len(rows),
+            "split_fingerprint": split.fingerprint, "prompt": prompt, "n_prompts": len(rows),
             "mean_tokens": float(np.mean(lengths)), "max_tokens": int(np.max(lengths)),
             "users": int(rows["user"].nunique()), "rows_sharing_a_prefix": int(sum(len(g.rows) for g in groups)),
             "mean_shared_tokens": float(np.mean([g.shared for g in groups])) if groups else 0.0,
-            "plain": {"batch": plain_batch, "seconds": timings["plain"], "prompts_per_s": len(rows) / timings["plain"]},
-            "harness": {"batch": harness_batch, "seconds": timings["harness"],
-                        "prompts_per_s": len(rows) / timings["harness"]},
-            "speedup": timings["plain"] / timings["harness"], "max_abs_score_diff": diff,
+            "plain": plain, "harness": entries,
             "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
 
 

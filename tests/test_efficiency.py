@@ -40,3 +40,23 @@ def test_efficiency_command_writes_a_record_the_report_renders(tmp_path, monkeyp
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "Table 6 — efficiency benchmark `efficiency__random-tiny__cpu`" in md
     assert "| LoRA-only (trainable MF)" in md and "Pre (GNN before A)" in md
+
+
+def test_every_llm_method_steps_in_bf16_on_cpu_with_the_fp32_parameter_counts(tmp_path):
+    """The GPU run is bf16 (frozen weights in bf16, adapters in fp32 under autocast); a CPU with
+    bf16 runs the very same code paths, so they are checked here for every method."""
+    out = tmp_path / "benchmarks"
+    common = ["efficiency", "--backbone", "random:tiny", "--dataset", "ml100k", "--subset-users", "12",
+              "--batch-size", "4", "--eval-batch-size", "4", "--warmup", "1", "--repeats", "1", "--device", "cpu",
+              "--out", str(out)]
+    assert main(common + ["--dtype", "bfloat16"]) == 0
+    assert main(common + ["--methods", "graphlora,tallrec"]) == 0  # default precision: its own file
+    bf16 = json.loads((out / "efficiency__random-tiny__cpu-bfloat16.json").read_text())
+    fp32 = json.loads((out / "efficiency__random-tiny__cpu.json").read_text())
+    assert bf16["dtype"] == "bfloat16" and not bf16["default_dtype"] and fp32["dtype"] == "float32"
+    assert {m for m, _ in entries()} == {e["method"] for e in bf16["entries"]}
+    counts = {(e["method"], e["variant"]): e["params_trainable"] for e in fp32["entries"]}
+    for e in bf16["entries"]:
+        assert e["train_step_s"] > 0 and e["infer_step_s"] > 0
+        if (e["method"], e["variant"]) in counts:
+            assert e["params_trainable"] == counts[(e["method"], e["variant"])]

@@ -103,6 +103,10 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     assert records.is_finished(path, cfg, "fp")
     assert not records.is_finished(path, {"lr": 0.2}, "fp")  # config changed -> rerun
     assert not records.is_finished(path, cfg, "other")  # split changed -> rerun
+    # a config field added after the record was written: current at its default, stale otherwise
+    assert records.is_finished(path, {"lr": 0.1, "dtype": "auto"}, "fp", {"lr": 0.5, "dtype": "auto"})
+    assert not records.is_finished(path, {"lr": 0.1, "dtype": "bfloat16"}, "fp", {"lr": 0.5, "dtype": "auto"})
+    assert not records.is_finished(path, {"lr": 0.1, "dtype": "auto"}, "fp")  # without defaults: exact
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
     path.write_text('{"schema_version": 1, "status": "o')  # truncated by a crash
     assert not records.is_finished(path, cfg, "fp")

@@ -107,10 +107,11 @@ def _toy_split(n=256, seed=0) -> Split:
     return Split("toy", table(n), valid, valid, table(64), 20, 30)
 
 
-def test_training_moves_the_score_on_a_toy_task(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bf16: the GPU runs' precision, here on CPU
+def test_training_moves_the_score_on_a_toy_task(tmp_path, dtype):
     split = _toy_split()
     cls = get_method("tallrec")
-    cfg = build_config(cls.Config, TINY, {"lr": 3e-3, "min_lr": 0, "epochs": 4, "eval_every": 16, "patience": 10,
+    cfg = build_config(cls.Config, TINY, {"dtype": dtype, "lr": 3e-3, "min_lr": 0, "epochs": 4, "eval_every": 16, "patience": 10,
                                           "lora_r": 16, "lora_alpha": 32, "lora_targets": ["q_proj", "v_proj", "o_proj", "down_proj"]})
     m = cls(cfg, ctx(tmp_path))
     info = m.fit(split)
@@ -119,6 +120,8 @@ def test_training_moves_the_score_on_a_toy_task(tmp_path):
     test_auc = auc(split.test["label"].to_numpy(), m.score(split.test))
     assert test_auc > 0.9
     assert m.param_counts()["trainable"] == sum(p.numel() for p in m.lora_parameters())
+    assert m.bb.dtype == getattr(torch, dtype)
+    assert all(p.dtype == torch.float32 for p in m.lora_parameters())  # adapters train in fp32
 
 
 def test_same_seed_same_scores_on_cpu(ml100k, tmp_path):
@@ -213,3 +216,9 @@ def test_result_does_not_depend_on_whether_the_cf_cache_existed(ml100k, tmp_path
     hit = cls(cfg, ctx(tmp_path / "b"))
     hit.fit(small)
     assert np.allclose(miss.score(small.test), hit.score(small.test), atol=1e-6)
+
+
+def test_unknown_dtype_is_one_clear_error():
+    cls = get_method("tallrec")
+    with pytest.raises(BenchError, match="dtype 'fp16' is not one of auto, float32, bfloat16"):
+        build_config(cls.Config, TINY, {"dtype": "fp16"})

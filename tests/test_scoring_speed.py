@@ -7,15 +7,22 @@ from bench.cli import main
 
 def test_scoring_speed_record_compares_both_paths_on_the_same_prompts(tmp_path, data_dir):
     rc = main(["scoring-speed", "--backbone", "tiny-random", "--device", "cpu", "--data-dir", str(data_dir),
-               "--rows", "24", "--plain-batch", "4", "--harness-batch", "8", "--out", str(tmp_path)])
+               "--rows", "24", "--plain-batch", "4", "--harness-batch", "8", "--dtypes", "auto,bfloat16",
+               "--out", str(tmp_path)])
     assert rc == 0
     rec = json.loads((tmp_path / "scoring_speed__tiny-random__cpu.json").read_text())
-    assert rec["n_prompts"] == 24 and rec["mean_tokens"] > 50  # real ML-1M prompts
+    assert rec["n_prompts"] == 24 and rec["prompt"] == "id" and rec["mean_tokens"] > 50  # real ML-1M prompts
     assert 0 < rec["rows_sharing_a_prefix"] <= 24 and rec["mean_shared_tokens"] > 32  # whole users share
-    assert rec["max_abs_score_diff"] < 1e-3  # measure() raises past this; recorded for the reader
-    for path in ("plain", "harness"):
-        assert rec[path]["prompts_per_s"] > 0
-    assert abs(rec["speedup"] - rec["plain"]["seconds"] / rec["harness"]["seconds"]) < 1e-9
+    assert rec["plain"]["dtype"] == "float32" and rec["plain"]["prompts_per_s"] > 0
+    exact, bf16 = rec["harness"]
+    assert exact["dtype"] == "float32" and exact["same_precision_as_plain"]
+    assert exact["max_abs_score_diff"] < 1e-3  # measure() raises past this; recorded for the reader
+    assert exact["spearman_vs_plain"] > 0.999
+    assert bf16["dtype"] == "bfloat16" and not bf16["same_precision_as_plain"]
+    assert bf16["max_abs_score_diff"] > exact["max_abs_score_diff"]  # bf16 really ran: its scores moved
+    for e in (exact, bf16):
+        assert e["prompts_per_s"] > 0
+        assert abs(e["speedup"] - rec["plain"]["seconds"] / e["seconds"]) < 1e-9
 
 
 def test_scoring_speed_rejects_a_bad_row_count(tmp_path, capsys):

@@ -129,11 +129,14 @@ def _tiny_random(tokenizer) -> Any:
     return LlamaForCausalLM(cfg)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing on CPU: the same rule as ``pick_dtype``."""
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16 autocast when the backbone runs in bf16 (frozen weights in bf16, adapters in fp32),
+    nothing in fp32."""
     import contextlib
 
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def synchronize(device: torch.device) -> None:
@@ -150,16 +153,40 @@ def kv_cache_keyword(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
 
-def pick_dtype(device: torch.device) -> torch.dtype:
-    # bf16 on CUDA (as the published runs), fp32 on CPU (bf16 matmuls are slow on CPU).
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+# config fields by which a head rescales or caps its logits: the Yes logit read off one row of the
+# output projection would then not be the model's logit
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int = 0) -> Backbone:
+def yes_logit(model: Any, hidden: torch.Tensor, yes_id: int) -> torch.Tensor:
+    """The Yes logit (fp32) from last-position hidden states ``(batch, hidden)``: one row of the
+    output projection instead of the whole vocabulary."""
+    head = model.get_output_embeddings()
+    logit = hidden @ head.weight[yes_id]
+    if getattr(head, "bias", None) is not None:
+        logit = logit + head.bias[yes_id]
+    return logit.float()
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def pick_dtype(device: torch.device, name: str = "auto") -> torch.dtype:
+    """``auto``: bf16 on CUDA (as the published runs), fp32 on CPU (exact, and the CPU default
+    because bf16 changes scores). ``bfloat16`` on a CPU with native bf16 (AVX512-BF16, AMX)
+    runs the matmuls about 2x faster."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise BenchError(f"unknown dtype {name!r}", f"use one of {['auto', *DTYPES]}")
+    return DTYPES[name]
+
+
+def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int = 0, dtype: str = "auto") -> Backbone:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = torch.device(device)
-    dtype = pick_dtype(dev)
+    dtype = pick_dtype(dev, dtype)
     if spec == "tiny-random":
         tok = smollm2_tokenizer()
         torch.manual_seed(seed)
@@ -178,6 +205,11 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int =
                 f"backbone {spec!r} is neither a local checkpoint nor in the Hugging Face cache ({e.__class__.__name__})",
                 f"pass a local path, a name your HF cache holds, or the packaged default {DEFAULT_BACKBONE!r}",
             ) from None
+    post = [a for a in _LOGIT_POSTPROCESSING if getattr(model.config, a, None) not in (None, 1, 1.0)]
+    if post:
+        raise BenchError(f"backbone {spec!r} post-processes its logits ({', '.join(post)}), which the Yes-logit scorer "
+                         "reads straight off the output projection", "use a backbone with a plain linear head "
+                         f"(Llama, Mistral, Qwen, SmolLM2: the default {DEFAULT_BACKBONE!r})")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.to(device=dev, dtype=dtype)

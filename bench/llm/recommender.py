@@ -19,7 +19,7 @@ import torch
 from bench import distributed
 from bench.config import require
 from bench.data.schema import Split
-from bench.llm.backbone import Backbone, autocast, kv_cache_keyword, load_backbone, synchronize
+from bench.llm.backbone import DTYPES, Backbone, autocast, kv_cache_keyword, load_backbone, synchronize, yes_logit
 from bench.llm.batching import Batch, bucketed, collate
 from bench.llm.prompts import Encoded, PromptBuilder
 from bench.llm.trainer import TrainSpec, train
@@ -32,6 +32,7 @@ log = logging.getLogger("bench")
 @dataclasses.dataclass(frozen=True)
 class LLMConfig:
     backbone: str = "smollm2-135m"  # local path, cached HF name, smollm2-135m (packaged) or tiny-random
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
     max_len: int = 1024  # prompt tokens; only the history is truncated
     history_len: int = 10  # last N liked titles in the prompt
     batch_size: int = 8
@@ -59,6 +60,8 @@ class LLMConfig:
             require(getattr(self, name) > 0, owner, f"{name} must be > 0", f"set {name} to a positive int")
         for name in ("max_steps", "max_train_rows", "max_valid_rows", "history_len", "warmup_steps"):
             require(getattr(self, name) >= 0, owner, f"{name} must be >= 0", f"set {name} to 0 or more")
+        require(self.dtype in ("auto", *DTYPES), owner, f"dtype {self.dtype!r} is not one of auto, {', '.join(DTYPES)}",
+                "set dtype to auto (bf16 on CUDA, fp32 on CPU), float32 or bfloat16")
         require(self.lr > 0, owner, "lr must be > 0", "e.g. 1e-4")
         require(0 <= self.lora_dropout < 1, owner, "lora_dropout must be in [0, 1)", "e.g. 0.05")
         require(0 <= self.min_lr <= self.lr, owner, f"min_lr {self.min_lr} must be in [0, lr]", "lower min_lr")
@@ -178,8 +181,11 @@ class LLMRecommender(Method):
             yield collate([enc[i] for i in idx], idx, users[idx], items[idx], labels[idx], pad).to(self.bb.device)
 
     def forward_scores(self, batch: Batch, **model_kwargs: Any) -> torch.Tensor:
-        """Yes-logit at the last position; the vocabulary projection runs for that position only."""
-        return self._forward(batch, **model_kwargs).logits[:, -1, self.bb.yes_id].float()
+        """Yes-logit at the last position: its hidden state times the Yes row of the output
+        projection, so the vocabulary projection never runs (HF's head on a last-position slice
+        even copied the whole weight once per row in bf16 on CPU)."""
+        hidden = self._forward(batch, **model_kwargs).last_hidden_state[:, -1]
+        return yes_logit(self.model, hidden, self.bb.yes_id)
 
     def _forward(self, batch: Batch, attention_mask: torch.Tensor | None = None, **model_kwargs: Any) -> Any:
         self.before_forward(batch)
@@ -188,9 +194,10 @@ class LLMRecommender(Method):
         if soft is not None:
             embeds = embeds.index_put((batch.slot_rows, batch.slot_cols), soft.to(embeds.dtype))
         model_kwargs.setdefault("use_cache", False)
-        return self.model(inputs_embeds=embeds, position_ids=batch.position_ids, logits_to_keep=1,
-                          attention_mask=batch.attention_mask if attention_mask is None else attention_mask,
-                          **model_kwargs)
+        # the decoder stack only (adapters live inside it); forward_scores applies the head
+        return self.model.get_decoder()(inputs_embeds=embeds, position_ids=batch.position_ids,
+                                        attention_mask=batch.attention_mask if attention_mask is None else attention_mask,
+                                        **model_kwargs)
 
     def _score_rows(self, rows: pd.DataFrame, prompt: str) -> np.ndarray:
         # each rank scores its strided share; the gather puts every row back exactly once
@@ -198,7 +205,7 @@ class LLMRecommender(Method):
         done, scores = [], []
         self.model.eval()
         self.modules.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.bb.device, self.bb.dtype):
             whole = mine
             if self.prefix_sharing:
                 whole = self._score_shared(rows, prompt, mine, done, scores)
@@ -256,7 +263,7 @@ class LLMRecommender(Method):
         torch.manual_seed(self.ctx.seed)
         np.random.seed(self.ctx.seed)
         self.domain = split.domain
-        self.bb = backbone or load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed)
+        self.bb = backbone or load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed, self.config.dtype)
         self.model = self.bb.model
         self.build(split)
         self.modules.to(self.bb.device)
@@ -291,7 +298,7 @@ class LLMRecommender(Method):
                 stage.params,
                 lambda epoch, p=stage.prompt: self._batches(train_rows, p, bs, shuffle=True, seed=self.ctx.seed * 1000 + epoch),
                 n_batches, loss_fn, evaluate, stage.spec, self.bb.device, name=f"{self.ctx.run_name}:{stage.name}",
-                progress=self.ctx.progress)
+                progress=self.ctx.progress, dtype=self.bb.dtype)
             self.prompt = stage.prompt
         self.fit_info = info
         return info
@@ -313,14 +320,14 @@ class LLMRecommender(Method):
         was = [p.requires_grad for p in trained]
 
         def train_step() -> None:
-            with autocast(dev):
+            with autocast(dev, self.bb.dtype):
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(train_batch), train_batch.labels)
             loss.backward()
             for p in trained:
                 p.grad = None
 
         def infer_step() -> None:
-            with torch.inference_mode(), autocast(dev):
+            with torch.inference_mode(), autocast(dev, self.bb.dtype):
                 self.forward_scores(infer_batch)
 
         def median_time(step, train: bool) -> float:

@@ -50,6 +50,7 @@ def train(
     device: torch.device,
     name: str = "",
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,  # the backbone's: bf16 trains under autocast
 ) -> dict:
     """Train ``params`` in place; on return they hold the best evaluated state.
 
@@ -98,7 +99,7 @@ def train(
     for epoch in range(spec.epochs):
         opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(batches(epoch)):
-            with autocast(device):
+            with autocast(device, dtype):
                 loss = loss_fn(batch)
             # the mean over ranks: every rank sees the same number, so all stop together on NaN
             loss_value = distributed.mean_scalar(float(loss.detach()))
