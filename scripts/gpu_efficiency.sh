@@ -6,6 +6,7 @@
 #
 #   scripts/prepare_device.sh                 # here: stage the ML-1M split + SmolLM2 tokenizer in .device/
 #   DEVICE=cuda scripts/gpu_efficiency.sh     # there (default); DEVICE=cpu SHAPES=tiny tries it on a CPU
+#   DEVICE=cpu SHAPES=tiny DTYPE=bfloat16 scripts/gpu_efficiency.sh   # ...in the GPU's precision (bf16)
 #
 # Records land in $OUT (default results/benchmarks); `python -m bench report` renders them.
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 export RECBENCH_CACHE="${RECBENCH_CACHE:-$PWD/.device/cache}"
 export RECBENCH_DATA_DIR="${RECBENCH_DATA_DIR:-$PWD/.device/data}"
 DEVICE="${DEVICE:-cuda}"
+DTYPE="${DTYPE:-auto}"  # auto: bf16 on CUDA, fp32 on CPU
 SHAPES="${SHAPES:-llama-7b smollm2-135m}"
 OUT="${OUT:-results/benchmarks}"
 PY="${PYTHON:-python3}"
@@ -23,7 +25,7 @@ for shape in $SHAPES; do
     *) rows=32; hb=8 ;;
   esac
   "$PY" -m bench efficiency --backbone "random:$shape" --device "$DEVICE" --batch-size 32 --eval-batch-size 64 \
-    --warmup 3 --repeats 10 --out "$OUT"
+    --warmup 3 --repeats 10 --dtype "$DTYPE" --out "$OUT"
   "$PY" -m bench scoring-speed --backbone "random:$shape" --device "$DEVICE" --rows "$rows" \
-    --plain-batch 16 --harness-batch "$hb" --out "$OUT"
+    --plain-batch 16 --harness-batch "$hb" --dtypes "$DTYPE" --out "$OUT"
 done

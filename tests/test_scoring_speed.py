@@ -8,9 +8,9 @@ from bench.cli import main
 def test_scoring_speed_record_compares_both_paths_on_the_same_prompts(tmp_path, data_dir):
     rc = main(["scoring-speed", "--backbone", "tiny-random", "--device", "cpu", "--data-dir", str(data_dir),
                "--rows", "24", "--plain-batch", "4", "--harness-batch", "8", "--dtypes", "auto,bfloat16",
-               "--out", str(tmp_path)])
+               "--out", str(tmp_path / "results" / "benchmarks")])
     assert rc == 0
-    rec = json.loads((tmp_path / "scoring_speed__tiny-random__cpu.json").read_text())
+    rec = json.loads((tmp_path / "results" / "benchmarks" / "scoring_speed__tiny-random__cpu.json").read_text())
     assert rec["n_prompts"] == 24 and rec["prompt"] == "id" and rec["mean_tokens"] > 50  # real ML-1M prompts
     assert 0 < rec["rows_sharing_a_prefix"] <= 24 and rec["mean_shared_tokens"] > 32  # whole users share
     assert rec["plain"]["dtype"] == "float32" and rec["plain"]["prompts_per_s"] > 0
@@ -23,6 +23,12 @@ def test_scoring_speed_record_compares_both_paths_on_the_same_prompts(tmp_path, 
     for e in (exact, bf16):
         assert e["prompts_per_s"] > 0
         assert abs(e["speedup"] - rec["plain"]["seconds"] / e["seconds"]) < 1e-9
+    # the report renders one row per path, each precision named
+    assert main(["report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "results.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| harness scorer")]
+    assert [r.split("|")[2].strip() for r in rows] == ["float32", "bfloat16"]
+    assert f"x{bf16['speedup']:.2f}" in rows[1]
 
 
 def test_scoring_speed_rejects_a_bad_row_count(tmp_path, capsys):

@@ -251,7 +251,7 @@ def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> 
 def scoring_speed_benchmark(rec: dict[str, Any]) -> Table:
     """One scoring-speed record: the harness scorer (at each precision measured) against a plain
     Hugging Face loop."""
-    header = ["Path", "Precision", "Batch", "Prompts/s", "Seconds", "Speed-up", "Max |score diff|", "Spearman"]
+    header = ["Path", "Precision", "Batch", "Prompts/s", "Seconds", "Speed-up", "Max abs score diff", "Spearman"]
     p = rec["plain"]
     body = [["plain HF loop", p.get("dtype", ""), str(p["batch"]), f"{p['prompts_per_s']:.2f}", f"{p['seconds']:.1f}",
              "1", "", ""]]
@@ -262,9 +262,9 @@ def scoring_speed_benchmark(rec: dict[str, Any]) -> Table:
               f"{e['spearman_vs_plain']:.4f}" if "spearman_vs_plain" in e else ""] for e in harness]
     shared = rec.get("rows_sharing_a_prefix")
     users = "" if shared is None else f" of {rec['users']} whole users, {shared} of them sharing a cached prefix"
-    prompt = f" {rec['prompt']}-prompt" if "prompt" in rec else ""
-    note = (f"Backbone {rec['backbone']} on {rec['device_name']}: {rec['n_prompts']} {rec['dataset']} test{prompt} "
-            f"prompts (mean {rec['mean_tokens']:.0f} tokens){users}. Score differences and rank correlation are "
+    prompt = f"{rec['prompt']} prompt, " if "prompt" in rec else ""
+    note = (f"Backbone {rec['backbone']} on {rec['device_name']}: {rec['n_prompts']} {rec['dataset']} test "
+            f"prompts ({prompt}mean {rec['mean_tokens']:.0f} tokens){users}. Score differences and rank correlation are "
             "against the plain loop's Yes logits.")
     return header, body, [note]
 
