@@ -50,8 +50,13 @@ class PlannedRun:
     @property
     def config_defaults(self) -> dict[str, Any]:
         """The config class's field defaults, as ``config_dict`` writes them."""
-        return {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
-                for f in dataclasses.fields(self.config) if f.default is not dataclasses.MISSING}
+        out = {}
+        for f in dataclasses.fields(self.config):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
 
 def resolve_device(device: str) -> str:

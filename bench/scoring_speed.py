@@ -4,10 +4,12 @@ plain Hugging Face loop, same prompts, same backbone, one process, one device.
 The plain loop is what the published repos do: corpus order, right padding, batch 16, the full
 vocabulary projection at every position, then the Yes logit read at each row's last real token.
 The harness path is ``LLMRecommender``'s own scoring (length-bucketed left-padded batches, the
-vocabulary projection at the last position only, ``inference_mode``, bf16 on CUDA, and a
+Yes row of the vocabulary projection at the last position only, ``inference_mode``, and a
 user's shared prompt prefix run once as a KV cache), reached through a recommender with no
-adapters, so nothing but the scoring machinery is timed. Both must give the same scores
-(checked, and the largest difference is recorded).
+adapters, so nothing but the scoring machinery is timed. At the same precision both must give
+the same scores (checked, and the largest difference is recorded). The plain loop runs at the
+device's default precision (the anchor every speed-up is against) and at each other precision
+the harness is asked for, so a reduced-precision speed-up can be told apart from the harness's.
 
 The prompts are the test rows of a seeded sample of users, all of each user's rows (the last
 user cut to make ``n_rows``): that is what scoring a split looks like, where every row of a
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench import records
+from bench.errors import BenchError
 
 log = logging.getLogger("bench")
 
@@ -63,20 +66,43 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
 
 
+def _name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def token_positions(prompts: list[list[int]], groups: list, plain_batch: int) -> dict[str, int]:
+    """Token positions each path runs: the plain loop's padded batches, the harness's prompts
+    without padding (shared prefixes once), and a lower bound for any prefix sharing (every
+    distinct prefix of the prompts once, as a perfect trie would run them)."""
+    plain = sum(max(map(len, prompts[i:i + plain_batch])) * len(prompts[i:i + plain_batch])
+                for i in range(0, len(prompts), plain_batch))
+    harness = sum(map(len, prompts)) - sum(g.shared * (len(g.rows) - 1) for g in groups)
+    distinct = set()
+    for p in prompts:
+        h = 0
+        for t in p:  # a chain of hashes names each prefix in O(1) per token
+            h = hash((h, t))
+            distinct.add(h)
+    return {"plain_padded": int(plain), "harness_unpadded": int(harness), "prefix_trie_bound": len(distinct)}
+
+
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_rows: int,
             plain_batch: int = 16, harness_batch: int = 64, seed: int = 0, prompt: str = "id",
             dtypes: tuple[str, ...] = ("auto",)) -> dict[str, Any]:
-    """The plain loop at the device's default precision, then the harness at each of ``dtypes``
-    (``auto`` is that same precision; ``bfloat16`` on a CPU trades exactness for speed, so its
-    scores are compared, not required to match)."""
+    """The plain loop and the harness at each precision: the device's default (the anchor) and
+    each of ``dtypes`` (``auto`` is the default; ``bfloat16`` on a CPU trades exactness for
+    speed, so its scores are compared with the anchor's, not required to match them)."""
+    import gc
+
+    import torch
+    from scipy.stats import spearmanr
+
     from bench.config import build_config
     from bench.data import load_split
     from bench.llm.backbone import pick_dtype, synchronize
     from bench.llm.prefix import plan
     from bench.llm.recommender import LLMRecommender
     from bench.method import RunContext
-    from scipy.stats import spearmanr
-    import torch
 
     class ScoringOnly(LLMRecommender):  # the shared scorer with no adapter: what is timed is scoring
         description = "scoring machinery only"
@@ -88,12 +114,16 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
         def stages(self):
             return []
 
+    if not dtypes:
+        raise BenchError("no precision to measure the harness at", "pass --dtypes auto (or float32, bfloat16)")
     split = load_split(dataset, data_dir)
     rows = _whole_users(split.test, n_rows, seed)
     labels = rows["label"].to_numpy()
     warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
     dev = torch.device(device)
-    default = pick_dtype(dev)
+    default = _name(pick_dtype(dev))
+    wanted = [_name(pick_dtype(dev, d)) for d in dtypes]
+    order = [default] + [d for d in dict.fromkeys(wanted) if d != default]  # the anchor first
 
     def timed(fn) -> tuple[np.ndarray, float]:
         synchronize(dev)
@@ -102,45 +132,49 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
         synchronize(dev)
         return out, time.perf_counter() - t0
 
+    plains: dict[str, dict[str, Any]] = {}
     entries: list[dict[str, Any]] = []
-    plain: dict[str, Any] = {}
+    anchor_scores = None
     with tempfile.TemporaryDirectory(prefix="recbench-speed-") as work:
-        for i, name in enumerate(dtypes):
+        ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work),
+                         split_fingerprint=split.fingerprint, run_name="scoring-speed", progress=False)
+        for name in order:
             cfg = build_config(LLMRecommender.Config, {}, {"backbone": backbone, "eval_batch_size": harness_batch,
                                                            "dtype": name})
-            ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work),
-                             split_fingerprint=split.fingerprint, run_name="scoring-speed", progress=False)
             m = ScoringOnly(cfg, ctx)
             m.prepare(split)
             m.model.eval()
-            if i == 0:
+            if anchor_scores is None:
                 enc = m._encoded(rows, prompt)  # tokenised once; every path scores the same token ids
                 prompts = [e.input_ids for e in enc]
                 groups, _ = plan(enc, m.user_keys(rows), np.arange(len(rows)))
-                ref = m if m.bb.dtype == default else ScoringOnly(
-                    build_config(LLMRecommender.Config, {}, {"backbone": backbone}), ctx)
-                if ref is not m:
-                    ref.prepare(split)
-                _plain_loop(ref.bb, prompts[:len(warm)], plain_batch)
-                plain_scores, secs = timed(lambda ref=ref: _plain_loop(ref.bb, prompts, plain_batch))
-                plain = {"batch": plain_batch, "dtype": str(ref.bb.dtype).replace("torch.", ""), "seconds": secs,
-                         "prompts_per_s": len(rows) / secs, "auc": _auc(labels, plain_scores)}
-                log.info("plain (%s): %d prompts in %.1fs", plain["dtype"], len(rows), secs)
-                del ref
-            m._score_rows(warm, prompt)
-            scores, secs = timed(lambda m=m: m._score_rows(rows, prompt))
-            diff = float(np.max(np.abs(scores - plain_scores)))
-            exact = m.bb.dtype == default
-            tol = 0.5 if dev.type == "cuda" else 1e-3  # bf16 on CUDA differs by padding side
-            if exact and not diff < tol:
-                raise RuntimeError(f"harness and plain loop disagree on the Yes logit by {diff:.4g} (> {tol})")
-            entries.append({"dtype": str(m.bb.dtype).replace("torch.", ""), "batch": harness_batch, "seconds": secs,
-                            "prompts_per_s": len(rows) / secs, "speedup": plain["seconds"] / secs,
-                            "same_precision_as_plain": bool(exact), "max_abs_score_diff": diff,
-                            "spearman_vs_plain": float(spearmanr(scores, plain_scores).statistic),
-                            "auc": _auc(labels, scores)})
-            log.info("harness (%s): %d prompts in %.1fs", entries[-1]["dtype"], len(rows), secs)
+            _plain_loop(m.bb, prompts[:len(warm)], plain_batch)
+            plain_scores, secs = timed(lambda m=m: _plain_loop(m.bb, prompts, plain_batch))
+            if anchor_scores is None:
+                anchor_scores = plain_scores
+            plains[name] = {"batch": plain_batch, "dtype": name, "seconds": secs, "prompts_per_s": len(rows) / secs,
+                            "auc": _auc(labels, plain_scores), "score_sd": float(np.std(plain_scores)),
+                            "max_abs_score_diff": float(np.max(np.abs(plain_scores - anchor_scores)))}
+            log.info("plain (%s): %d prompts in %.1fs", name, len(rows), secs)
+            if name in wanted:
+                m._score_rows(warm, prompt)
+                scores, secs = timed(lambda m=m: m._score_rows(rows, prompt))
+                same = float(np.max(np.abs(scores - plain_scores)))
+                tol = 0.5 if dev.type == "cuda" or name != "float32" else 1e-3  # bf16: padding side moves it
+                if not same < tol:
+                    raise RuntimeError(f"harness and plain loop ({name}) disagree on the Yes logit by {same:.4g} (> {tol})")
+                entries.append({"dtype": name, "batch": harness_batch, "seconds": secs,
+                                "prompts_per_s": len(rows) / secs, "speedup": plains[default]["seconds"] / secs,
+                                "speedup_same_precision": plains[name]["seconds"] / secs,
+                                "same_precision_as_plain": name == default, "max_abs_score_diff_same_precision": same,
+                                "max_abs_score_diff": float(np.max(np.abs(scores - anchor_scores))),
+                                "spearman_vs_plain": float(spearmanr(scores, anchor_scores).statistic),
+                                "auc": _auc(labels, scores)})
+                log.info("harness (%s): %d prompts in %.1fs", name, len(rows), secs)
             del m
+            gc.collect()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     from bench.runner import REPO
 
     lengths = [len(p) for p in prompts]
@@ -150,9 +184,13 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             "mean_tokens": float(np.mean(lengths)), "max_tokens": int(np.max(lengths)),
             "users": int(rows["user"].nunique()), "rows_sharing_a_prefix": int(sum(len(g.rows) for g in groups)),
             "mean_shared_tokens": float(np.mean([g.shared for g in groups])) if groups else 0.0,
-            "plain": plain, "harness": entries,
+            "token_positions": token_positions(prompts, groups, plain_batch),
+            "default_dtype": default, "plain": plains[default], "plain_by_dtype": plains, "harness": entries,
             "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:
-    return records.write_benchmark(record, out_dir, "scoring_speed")
+    # a record without the default precision's harness gets its own file beside the default one
+    default = record.get("default_dtype")
+    tag = "" if any(e["dtype"] == default for e in record["harness"]) else "-".join(e["dtype"] for e in record["harness"])
+    return records.write_benchmark(record, out_dir, "scoring_speed", tag=tag)

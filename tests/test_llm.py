@@ -222,3 +222,24 @@ def test_unknown_dtype_is_one_clear_error():
     cls = get_method("tallrec")
     with pytest.raises(BenchError, match="dtype 'fp16' is not one of auto, float32, bfloat16"):
         build_config(cls.Config, TINY, {"dtype": "fp16"})
+
+
+def test_a_backbone_whose_head_caps_its_logits_is_refused(tmp_path, tok):
+    """The Yes logit is read off one row of the output projection; a softcapped head (Gemma-2)
+    would silently give other scores, so loading it is one clear error."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from bench.llm.backbone import load_backbone
+
+    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, final_logit_softcapping=0.05)  # caps the random logits hard
+    torch.manual_seed(0)
+    Gemma2ForCausalLM(cfg).save_pretrained(tmp_path / "capped")
+    tok.save_pretrained(tmp_path / "capped")
+    with pytest.raises(BenchError, match="post-processes its logits"):
+        load_backbone(str(tmp_path / "capped"))
+    from bench.llm.backbone import _tiny_random  # a plain linear head loads
+
+    _tiny_random(tok).save_pretrained(tmp_path / "plain")
+    tok.save_pretrained(tmp_path / "plain")
+    assert load_backbone(str(tmp_path / "plain")).model.config.model_type == "llama"

@@ -153,11 +153,6 @@ def kv_cache_keyword(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
 
-# config fields by which a head rescales or caps its logits: the Yes logit read off one row of the
-# output projection would then not be the model's logit
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-
-
 def yes_logit(model: Any, hidden: torch.Tensor, yes_id: int) -> torch.Tensor:
     """The Yes logit (fp32) from last-position hidden states ``(batch, hidden)``: one row of the
     output projection instead of the whole vocabulary."""
@@ -166,6 +161,23 @@ def yes_logit(model: Any, hidden: torch.Tensor, yes_id: int) -> torch.Tensor:
     if getattr(head, "bias", None) is not None:
         logit = logit + head.bias[yes_id]
     return logit.float()
+
+
+def _require_plain_head(spec: str, model: Any, tok: Any) -> None:
+    """The scorer reads the Yes logit off one row of the output projection. A head that rescales
+    or caps its logits (softcapping, logit multipliers, a nested text config's) would make that
+    differ from the model's own logit, so a loaded checkpoint is checked once, in fp32, on a
+    short prompt."""
+    yes = tok.encode(" Yes", add_special_tokens=False)[0]
+    ids = torch.as_tensor([tok.encode("Answer with Yes or No:", add_special_tokens=False)])
+    with torch.inference_mode():
+        own = model(input_ids=ids).logits[0, -1, yes].float()
+        read = yes_logit(model, model.get_decoder()(input_ids=ids).last_hidden_state[:, -1], yes)[0]
+    if not torch.isclose(own, read, rtol=1e-4, atol=1e-3):
+        raise BenchError(f"backbone {spec!r} post-processes its logits (its Yes logit {own.item():.4f} is not its "
+                         f"output projection's {read.item():.4f}), which the Yes-logit scorer reads straight off the "
+                         "projection", "use a backbone with a plain linear head (Llama, Mistral, Qwen, SmolLM2: "
+                         f"the default {DEFAULT_BACKBONE!r})")
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -205,11 +217,7 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int =
                 f"backbone {spec!r} is neither a local checkpoint nor in the Hugging Face cache ({e.__class__.__name__})",
                 f"pass a local path, a name your HF cache holds, or the packaged default {DEFAULT_BACKBONE!r}",
             ) from None
-    post = [a for a in _LOGIT_POSTPROCESSING if getattr(model.config, a, None) not in (None, 1, 1.0)]
-    if post:
-        raise BenchError(f"backbone {spec!r} post-processes its logits ({', '.join(post)}), which the Yes-logit scorer "
-                         "reads straight off the output projection", "use a backbone with a plain linear head "
-                         f"(Llama, Mistral, Qwen, SmolLM2: the default {DEFAULT_BACKBONE!r})")
+        _require_plain_head(spec, model, tok)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.to(device=dev, dtype=dtype)

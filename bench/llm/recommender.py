@@ -224,7 +224,7 @@ class LLMRecommender(Method):
         enc = self._encoded(rows, prompt)
         users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
         groups, singles = plan(enc, users, subset)
-        pad, dev, kv = self.bb.tokenizer.pad_token_id, self.bb.device, kv_cache_keyword(self.bb.model)
+        pad, dev, kv = self.bb.tokenizer.pad_token_id, self.bb.device, kv_cache_keyword(self.model.get_decoder())
         # batches of whole groups, up to eval_batch_size rows each, similar suffix lengths together
         groups.sort(key=lambda g: max(len(enc[i].input_ids) - g.shared for i in g.rows))
         todo: list[list] = [[]]

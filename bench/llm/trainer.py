@@ -1,6 +1,7 @@
 """One training loop for every LLM method: AdamW, cosine schedule with warm-up, gradient
 accumulation, early stopping on valid AUC with the best trainable state restored, bf16
-autocast on CUDA (fp32 on CPU), NaN/inf loss stops the run with a clear error."""
+autocast when the backbone runs in bf16 (the config's ``dtype``), NaN/inf loss stops the run
+with a clear error."""
 from __future__ import annotations
 
 import dataclasses
