@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--repeats", type=int, default=10)
     eff.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                      help="auto: bf16 on CUDA, fp32 on CPU")
+    eff.add_argument("--params-only", action="store_true",
+                     help="trainable-parameter counts only, models on the meta device (the 7B shape on any machine)")
     eff.add_argument("--out", default=Path("results/benchmarks"), type=Path)
 
     spd = sub.add_parser("scoring-speed", help="prompts/s: the harness scorer vs a plain Hugging Face loop")
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup < 0:
                 raise BenchError("--warmup must be >= 0", "pass 0 or more")
             rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
-                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users, dtype=args.dtype)
+                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users, dtype=args.dtype,
+                          params_only=args.params_only)
             print(f"wrote {write(rec, args.out)}")
             return 0
         if args.command == "scoring-speed":

@@ -39,7 +39,11 @@ def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
 
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batch_size: int, eval_batch_size: int,
             warmup: int, repeats: int, methods: list[str] | None = None, seed: int = 0,
-            subset_users: int | None = None, layout_path: Path | None = None, dtype: str = "auto") -> dict[str, Any]:
+            subset_users: int | None = None, layout_path: Path | None = None, dtype: str = "auto",
+            params_only: bool = False) -> dict[str, Any]:
+    """``params_only``: trainable-parameter counts alone, every model built on PyTorch's meta
+    device (shapes without storage), so the 7B shape's Table 6 parameter ratios need neither a
+    GPU nor its memory; nothing is timed."""
     import torch
 
     from bench.config import build_config
@@ -52,6 +56,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
     todo = [e for e in entries(layout_path) if not methods or e[0] in methods]
     if not todo:
         raise BenchError(f"no LLM method left to measure (methods={methods})", "drop --methods or name registered LLM methods")
+    if params_only:
+        device = "meta"
     results = []
     for method, variant in todo:
         cls = get_method(method)
@@ -65,7 +71,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
             m.prepare(split)
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            t = m.step_timings(split.train, warmup, repeats)
+            t = {} if params_only else m.step_timings(split.train, warmup, repeats)
             peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
             row = {"method": method, "variant": variant, "params_trainable": m.trainable_count(),
                    "params_total": m.param_counts()["total"], **t, "peak_mem_bytes": peak}
@@ -78,15 +84,17 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
             torch.cuda.empty_cache()
     base = results[0]
     for r in results:
-        r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"],
-                      "train_step": r["train_step_s"] / base["train_step_s"],
-                      "infer_step": r["infer_step_s"] / base["infer_step_s"]}
+        r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"]}
+        if not params_only:
+            r["ratio"].update(train_step=r["train_step_s"] / base["train_step_s"],
+                              infer_step=r["infer_step_s"] / base["infer_step_s"])
     from bench.llm.backbone import pick_dtype
     from bench.runner import REPO
 
-    default = str(pick_dtype(torch.device(device))).replace("torch.", "")
+    default = "" if params_only else str(pick_dtype(torch.device(device))).replace("torch.", "")
     return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone, "device": device,
-            "device_name": records.device_name(device), "dtype": precision, "default_dtype": precision == default,
+            "device_name": "meta device (shapes only)" if params_only else records.device_name(device),
+            "params_only": params_only, "dtype": None if params_only else precision, "default_dtype": precision == default,
             "dataset": dataset, "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size, "warmup": warmup, "repeats": repeats,
             "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results,
             "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
@@ -94,4 +102,6 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:
     # a precision other than the device's default gets its own file beside the default record
+    if record.get("params_only"):
+        return records.write_benchmark(record, out_dir, "efficiency", tag="params")
     return records.write_benchmark(record, out_dir, "efficiency", tag="" if record.get("default_dtype", True) else record["dtype"])

@@ -142,7 +142,7 @@ def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str, field: str
     """``<out_dir>/<kind>__<record[field]>__<cpu|cuda>[-<tag>].json``: one record per benchmark,
     subject (the backbone, or the dataset), device kind and tag (e.g. a non-default precision),
     replaced atomically by a rerun."""
-    where = "cuda" if str(record["device"]).startswith("cuda") else "cpu"
+    where = str(record["device"]).split(":")[0] if str(record["device"]).startswith(("cuda", "meta")) else "cpu"
     path = out_dir / f"{kind}__{str(record[field]).replace(':', '-')}__{where}{'-' + tag if tag else ''}.json"
     write_atomic(path, record)
     return path

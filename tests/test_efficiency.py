@@ -60,3 +60,22 @@ def test_every_llm_method_steps_in_bf16_on_cpu_with_the_fp32_parameter_counts(tm
         assert e["train_step_s"] > 0 and e["infer_step_s"] > 0
         if (e["method"], e["variant"]) in counts:
             assert e["params_trainable"] == counts[(e["method"], e["variant"])]
+
+
+def test_params_only_counts_the_7b_shape_on_the_meta_device(tmp_path, data_dir):
+    """Table 6's parameter ratios at the paper's scale need no GPU: every model is built on the
+    meta device (no storage), nothing is timed."""
+    out = tmp_path / "results" / "benchmarks"
+    assert main(["efficiency", "--backbone", "random:llama-7b", "--params-only", "--dataset", "ml1m", "--data-dir",
+                 str(data_dir), "--methods", "graphlora,tallrec", "--device", "cpu", "--out", str(out)]) == 0
+    rec = json.loads((out / "efficiency__random-llama-7b__meta-params.json").read_text())
+    rows = {(e["method"], e["variant"]): e for e in rec["entries"]}
+    # LoRA r=8 on q and v of 32 layers of width 4096: 32 x 2 x (4096 x 8 + 8 x 4096)
+    assert rows[("tallrec", "default")]["params_trainable"] == 32 * 2 * 2 * 4096 * 8
+    assert rows[("tallrec", "default")]["params_total"] > 6.7e9  # the whole 7B shape, yet no memory
+    graphlora = rows[("graphlora", "default")]["ratio"]
+    assert set(graphlora) == {"params"} and 1.0 < graphlora["params"] < 1.02  # the paper: 1.017
+    assert "train_step_s" not in rows[("graphlora", "default")]
+    assert main(["report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "efficiency benchmark `efficiency__random-llama-7b__meta-params`" in md and "meta device" in md

@@ -234,10 +234,17 @@ def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> 
     for e in rec["entries"]:
         label = labels.get((e["method"], e["variant"]), f"{e['method']} ({e['variant']})")
         peak = e.get("peak_mem_bytes")
+        timed = "train_step_s" in e
         body.append([esc(label, tex), f"{e['params_trainable']:,}", f"{e['ratio']['params']:.3f}",
-                     f"{e['ratio']['train_step']:.3f}", f"{e['ratio']['infer_step']:.3f}",
-                     f"{1000 * e['train_step_s']:.1f}", f"{1000 * e['infer_step_s']:.1f}",
+                     f"{e['ratio']['train_step']:.3f}" if timed else MISSING,
+                     f"{e['ratio']['infer_step']:.3f}" if timed else MISSING,
+                     f"{1000 * e['train_step_s']:.1f}" if timed else MISSING,
+                     f"{1000 * e['infer_step_s']:.1f}" if timed else MISSING,
                      f"{peak / 2**30:.2f}" if peak else MISSING])
+    if rec.get("params_only"):
+        return header, body, [f"Backbone {rec['backbone']}, trainable parameters only: every model built on PyTorch's "
+                              "meta device (shapes, no storage), nothing timed; ratios to the first row; CF "
+                              "embeddings of the CF models' shapes."]
     precision = f" ({rec['dtype']})" if "dtype" in rec else ""
     note = (f"Backbone {rec['backbone']} on {rec['device_name']}{precision}; fixed batches of {rec['batch_size']} (train) / "
             f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
