@@ -8,6 +8,7 @@ from bench.llm.recommender import LLMConfig
 
 ENCODERS = ("ngcf", "lightgcn", "gcn", "identity", "none")
 INJECTIONS = ("middle", "pre")
+GNN_SPACES = ("rank", "hidden")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,6 +17,10 @@ class GraphLoRAConfig(LLMConfig):
     encoder: str = "ngcf"  # ngcf | lightgcn | gcn | identity (LoRA-only, trainable MF) | none (no injection)
     gnn_layers: int = 3
     gnn_hidden: int = 256  # NGCF / GCN hidden width: 256 -> 256 -> r
+    # rank: the GNN ends at LoRA's rank r and P maps it where it is injected; hidden: every GNN
+    # layer is the LLM's hidden size (256 -> H -> H -> H) and, injected before A, is added as it
+    # is (no P): the paper's Pre-A count (5.224x LoRA-only at the 7B shape) is exactly this
+    gnn_space: str = "rank"
     gnn_dropout: float = 0.1  # message dropout (the published code leaves it always off: a defect)
     max_neighbors: int = 0  # cap on sampled neighbours per batch node (0 = all)
     # injection inside the q / v LoRA of ONE layer, at the ID token positions only
@@ -34,6 +39,7 @@ class GraphLoRAConfig(LLMConfig):
         owner = "GraphLoRAConfig"
         require(self.encoder in ENCODERS, owner, f"encoder {self.encoder!r} is unknown", f"use one of {ENCODERS}")
         require(self.injection in INJECTIONS, owner, f"injection {self.injection!r} is unknown", f"use one of {INJECTIONS}")
+        require(self.gnn_space in GNN_SPACES, owner, f"gnn_space {self.gnn_space!r} is unknown", f"use one of {GNN_SPACES}")
         require(self.gnn_layers > 0 and self.gnn_hidden > 0, owner, "gnn_layers and gnn_hidden must be > 0", "e.g. 3 and 256")
         require(0 <= self.gnn_dropout < 1, owner, "gnn_dropout must be in [0, 1)", "e.g. 0.1")
         require(self.max_neighbors >= 0, owner, "max_neighbors must be >= 0", "0 means all neighbours")

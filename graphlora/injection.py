@@ -5,7 +5,8 @@ changes what reaches ``lora_B`` at the collaborative token positions only:
 
 - ``middle``: ``z = alpha_f * A x + beta_f * P(g_node)``, then peft applies ``B z * scaling``
   (LoRA's alpha/r scaling is kept: the published code drops it, a defect not copied);
-- ``pre``: ``A(x + beta_f * P(g_node))`` with P mapping to the hidden size.
+- ``pre``: ``A(x + beta_f * P(g_node))`` with P mapping to the hidden size, or with no P at
+  all when the graph signal already has the hidden size (``project=False``).
 
 Everywhere else (other positions, other layers) it is plain peft LoRA. The hooks work on any
 Hugging Face causal LM whose decoder blocks are named ``...layers.<i>...``.
@@ -37,7 +38,8 @@ def lora_modules_of_layer(model: nn.Module, layer: int, targets: tuple[str, ...]
 class SlotInjector(nn.Module):
     """Holds P (one per target module) and the current batch's (row, col, g) for the hooks."""
 
-    def __init__(self, lora_mods: dict[str, Any], g_dim: int, mode: str, alpha_f: float, beta_f: float) -> None:
+    def __init__(self, lora_mods: dict[str, Any], g_dim: int, mode: str, alpha_f: float, beta_f: float,
+                 project: bool = True) -> None:
         super().__init__()
         self.mode, self.alpha_f, self.beta_f = mode, alpha_f, beta_f
         adapter = "default"
@@ -46,7 +48,10 @@ class SlotInjector(nn.Module):
         for name, mod in lora_mods.items():
             a = mod.lora_A[adapter]
             out_dim = a.out_features if mode == "middle" else a.in_features
-            self.proj[name] = nn.Linear(g_dim, out_dim, bias=False)
+            if project:
+                self.proj[name] = nn.Linear(g_dim, out_dim, bias=False)
+            elif g_dim != out_dim:
+                raise ValueError(f"a graph signal of size {g_dim} cannot be added unprojected to {name}'s {out_dim}")
             if mode == "middle":
                 self._handles.append(a.register_forward_hook(self._middle_hook(name)))
             else:
@@ -61,7 +66,10 @@ class SlotInjector(nn.Module):
         self.rows = self.cols = self.g = None
 
     def _delta(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return (self.beta_f * self.proj[name](self.g.to(self.proj[name].weight.dtype))).to(like.dtype)
+        g = self.g
+        if name in self.proj:
+            g = self.proj[name](g.to(self.proj[name].weight.dtype))
+        return (self.beta_f * g).to(like.dtype)
 
     def _middle_hook(self, name: str):
         def hook(module, inputs, out):

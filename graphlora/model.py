@@ -36,7 +36,8 @@ class GraphLoRA(LLMRecommender):
         "lightgcn": {"encoder": "lightgcn"},
         "gcn": {"encoder": "gcn"},
         # Table 6: injection position
-        "pre": {"injection": "pre"},
+        "pre": {"injection": "pre"},  # rank-r GNN, P to the hidden size
+        "pre-hidden": {"injection": "pre", "gnn_space": "hidden"},  # GNN in the hidden size: the paper's count
     }
 
     @classmethod
@@ -63,11 +64,14 @@ class GraphLoRA(LLMRecommender):
         self.injector = None
         if c.encoder != "none":
             self.graph = Subgraphs(split.train_graph(), split.n_users, split.n_items, c.max_neighbors, self.ctx.seed)
-            self.modules["encoder"] = GraphEncoder(c.encoder, d, c.gnn_hidden, c.lora_r, c.gnn_layers, c.gnn_dropout)
+            width, out = (c.gnn_hidden, c.lora_r) if c.gnn_space == "rank" else (hidden, hidden)
+            self.modules["encoder"] = GraphEncoder(c.encoder, d, width, out, c.gnn_layers, c.gnn_dropout)
             self.layer = c.inject_layer % self.bb.num_layers
             mods = lora_modules_of_layer(self.model, self.layer, tuple(c.lora_targets))
+            # a hidden-size signal injected before A is already in x's space: no P
+            project = not (c.gnn_space == "hidden" and c.injection == "pre")
             self.modules["injector"] = self.injector = SlotInjector(
-                mods, self.modules["encoder"].out_dim, c.injection, c.alpha_f, c.beta_f)
+                mods, self.modules["encoder"].out_dim, c.injection, c.alpha_f, c.beta_f, project)
 
     def _mf(self, is_user: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         out = self.modules["item_emb"].weight.new_empty((len(ids), self.modules["item_emb"].embedding_dim))

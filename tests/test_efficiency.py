@@ -9,7 +9,8 @@ from bench.efficiency import entries
 def test_entries_start_with_the_baseline_and_cover_every_llm_method():
     e = entries()
     assert e[0] == ("graphlora", "lora-trainable-mf")
-    assert ("graphlora", "pre") in e and ("graphlora", "default") in e and ("cora-mf", "default") in e
+    assert ("graphlora", "pre") in e and ("graphlora", "pre-hidden") in e and ("graphlora", "default") in e
+    assert ("cora-mf", "default") in e
     assert {m for m, _ in e} == {"tallrec", "collm-mf", "collm-lightgcn", "collm-sasrec", "binllm",
                                  "cora-mf", "cora-lightgcn", "cora-sasrec", "graphlora"}
     assert len(e) == len(set(e))
@@ -76,6 +77,9 @@ def test_params_only_counts_the_7b_shape_on_the_meta_device(tmp_path, data_dir):
     graphlora = rows[("graphlora", "default")]["ratio"]
     assert set(graphlora) == {"params"} and 1.0 < graphlora["params"] < 1.02  # the paper: 1.017
     assert "train_step_s" not in rows[("graphlora", "default")]
+    # the paper's Pre-A count (5.224) is a GNN in the hidden size: W1, W2 of 256x4096, 4096x4096,
+    # 4096x4096 (+ biases), and no P; within 0.03% of the paper's figure
+    assert abs(rows[("graphlora", "pre-hidden")]["ratio"]["params"] - 5.224) < 0.002
     assert main(["report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "reports")]) == 0
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "efficiency benchmark `efficiency__random-llama-7b__meta-params`" in md and "meta device" in md

@@ -120,6 +120,17 @@ def test_variants_and_parameter_shapes(split, backbone, tmp_path):
     r, hidden = mid.config.lora_r, backbone.hidden_size
     assert mid.injector.proj["q_proj"].weight.shape == (r, r)  # NGCF ends at width r
     assert pre.injector.proj["q_proj"].weight.shape == (hidden, r)  # pre-A: to the hidden size
+    wide = prepared(split, backbone, tmp_path / "w", "pre-hidden")
+    assert len(wide.injector.proj) == 0  # the signal already has x's size: no P
+    convs = wide.modules["encoder"].convs  # every GNN layer at the hidden size: d -> H -> H -> H
+    assert [c.w1.out_features for c in convs] == [hidden] * 3 and wide.modules["encoder"].out_dim == hidden
+    rows = rows_with_distinct_nodes(split)
+    batch = next(wide._batches(rows, "id", len(rows), shuffle=False))
+    with torch.no_grad():  # the injection changes the score, and only through the slots' signal
+        injected = wide.forward_scores(batch)
+        wide.injector.beta_f = 0.0
+        plain = wide.forward_scores(batch)
+    assert not torch.allclose(injected, plain)
     mid_stage = mid.stages()[0]
     assert mid_stage.params[1]["weight_decay"] == 0.0  # Adam for the collaborative side
 

@@ -49,7 +49,7 @@ def rendered(tmp_path_factory):
     record(res, "mf", "bce", 0, 0.6445, 0.6302)
     record(res, "collm-mf", "one-stage", 0, 0.70, 0.66)
     record(res, "tallrec", "default", 0, 0.71, None)  # a metric the run could not compute
-    record(res, "graphlora", "pre", 0, 0.733, 0.694, params=5224, step=(0.1058, 0.05165))
+    record(res, "graphlora", "pre-hidden", 0, 0.733, 0.694, params=5224, step=(0.1058, 0.05165))
     record(res, "cora-mf", "default@budget-graphlora", 0, 0.7227, 0.6794, params=1020,
            budget={"target": 1017, "matched": 1020})
     for layer, v in ((0, 0.62), (15, 0.66), (29, 0.70)):
