@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup < 0:
                 raise BenchError("--warmup must be >= 0", "pass 0 or more")
             rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
-                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users, dtype=args.dtype,
-                          params_only=args.params_only)
+                          args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users,
+                          dtype=args.dtype, params_only=args.params_only)
             print(f"wrote {write(rec, args.out)}")
             return 0
         if args.command == "scoring-speed":

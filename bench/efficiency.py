@@ -56,8 +56,12 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
     todo = [e for e in entries(layout_path) if not methods or e[0] in methods]
     if not todo:
         raise BenchError(f"no LLM method left to measure (methods={methods})", "drop --methods or name registered LLM methods")
+    from bench.llm.backbone import dtype_name, pick_dtype
+
     if params_only:
         device = "meta"
+    precision = dtype_name(pick_dtype(torch.device(device), dtype))
+    default = dtype_name(pick_dtype(torch.device(device)))
     results = []
     for method, variant in todo:
         cls = get_method(method)
@@ -77,7 +81,6 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
                    "params_total": m.param_counts()["total"], **t, "peak_mem_bytes": peak}
             log.info("%s (%s): %s", method, variant, {k: v for k, v in row.items() if k not in ("method", "variant")})
             results.append(row)
-            precision = str(m.bb.dtype).replace("torch.", "")
             del m
         gc.collect()
         if device.startswith("cuda"):
@@ -88,14 +91,14 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
         if not params_only:
             r["ratio"].update(train_step=r["train_step_s"] / base["train_step_s"],
                               infer_step=r["infer_step_s"] / base["infer_step_s"])
-    from bench.llm.backbone import pick_dtype
     from bench.runner import REPO
 
-    default = "" if params_only else str(pick_dtype(torch.device(device))).replace("torch.", "")
     return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone, "device": device,
             "device_name": "meta device (shapes only)" if params_only else records.device_name(device),
-            "params_only": params_only, "dtype": None if params_only else precision, "default_dtype": precision == default,
-            "dataset": dataset, "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size, "warmup": warmup, "repeats": repeats,
+            "params_only": params_only, "dtype": None if params_only else precision,
+            "default_dtype": not params_only and precision == default, "dataset": dataset,
+            "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+            "warmup": warmup, "repeats": repeats,
             "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results,
             "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
 

@@ -60,16 +60,6 @@ def _whole_users(test, n_rows: int, seed: int):
     return test.iloc[np.argsort(rank, kind="stable")[:n_rows]].reset_index(drop=True)
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
-
-
-def _name(dtype: Any) -> str:
-    return str(dtype).replace("torch.", "")
-
-
 def token_positions(prompts: list[list[int]], groups: list, plain_batch: int) -> dict[str, int]:
     """Token positions each path runs: the plain loop's padded batches, the harness's prompts
     without padding (shared prefixes once), and a lower bound for any prefix sharing (every
@@ -99,10 +89,11 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
 
     from bench.config import build_config
     from bench.data import load_split
-    from bench.llm.backbone import pick_dtype, synchronize
+    from bench.llm.backbone import dtype_name, pick_dtype, synchronize
     from bench.llm.prefix import plan
     from bench.llm.recommender import LLMRecommender
     from bench.method import RunContext
+    from bench.metrics import auc  # one-class rows: NaN, written as null
 
     class ScoringOnly(LLMRecommender):  # the shared scorer with no adapter: what is timed is scoring
         description = "scoring machinery only"
@@ -121,8 +112,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
     labels = rows["label"].to_numpy()
     warm = rows.head(min(len(rows), 8))  # untimed: kernels, allocator, thread pools
     dev = torch.device(device)
-    default = _name(pick_dtype(dev))
-    wanted = [_name(pick_dtype(dev, d)) for d in dtypes]
+    default = dtype_name(pick_dtype(dev))
+    wanted = [dtype_name(pick_dtype(dev, d)) for d in dtypes]
     order = [default] + [d for d in dict.fromkeys(wanted) if d != default]  # the anchor first
 
     def timed(fn) -> tuple[np.ndarray, float]:
@@ -153,7 +144,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             if anchor_scores is None:
                 anchor_scores = plain_scores
             plains[name] = {"batch": plain_batch, "dtype": name, "seconds": secs, "prompts_per_s": len(rows) / secs,
-                            "auc": _auc(labels, plain_scores), "score_sd": float(np.std(plain_scores)),
+                            "auc": auc(labels, plain_scores), "score_sd": float(np.std(plain_scores)),
                             "max_abs_score_diff": float(np.max(np.abs(plain_scores - anchor_scores)))}
             log.info("plain (%s): %d prompts in %.1fs", name, len(rows), secs)
             if name in wanted:
@@ -169,7 +160,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
                                 "same_precision_as_plain": name == default, "max_abs_score_diff_same_precision": same,
                                 "max_abs_score_diff": float(np.max(np.abs(scores - anchor_scores))),
                                 "spearman_vs_plain": float(spearmanr(scores, anchor_scores).statistic),
-                                "auc": _auc(labels, scores)})
+                                "auc": auc(labels, scores)})
                 log.info("harness (%s): %d prompts in %.1fs", name, len(rows), secs)
             del m
             gc.collect()

@@ -163,12 +163,11 @@ def yes_logit(model: Any, hidden: torch.Tensor, yes_id: int) -> torch.Tensor:
     return logit.float()
 
 
-def _require_plain_head(spec: str, model: Any, tok: Any) -> None:
+def _require_plain_head(spec: str, model: Any, tok: Any, yes: int) -> None:
     """The scorer reads the Yes logit off one row of the output projection. A head that rescales
     or caps its logits (softcapping, logit multipliers, a nested text config's) would make that
     differ from the model's own logit, so a loaded checkpoint is checked once, in fp32, on a
     short prompt."""
-    yes = tok.encode(" Yes", add_special_tokens=False)[0]
     ids = torch.as_tensor([tok.encode("Answer with Yes or No:", add_special_tokens=False)])
     with torch.inference_mode():
         own = model(input_ids=ids).logits[0, -1, yes].float()
@@ -181,6 +180,11 @@ def _require_plain_head(spec: str, model: Any, tok: Any) -> None:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``bfloat16``: the name configs and records use."""
+    return str(dtype).removeprefix("torch.")
 
 
 def pick_dtype(device: torch.device, name: str = "auto") -> torch.dtype:
@@ -217,10 +221,14 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str = "cpu", seed: int =
                 f"backbone {spec!r} is neither a local checkpoint nor in the Hugging Face cache ({e.__class__.__name__})",
                 f"pass a local path, a name your HF cache holds, or the packaged default {DEFAULT_BACKBONE!r}",
             ) from None
-        _require_plain_head(spec, model, tok)
+        _require_plain_head(spec, model, tok, _yes_id(tok))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.to(device=dev, dtype=dtype)
     model.requires_grad_(False)  # frozen: adapters add the trainable parameters
-    yes = tok.encode(" Yes", add_special_tokens=False)
-    return Backbone(spec, model, tok, int(yes[0]), dev, dtype)
+    return Backbone(spec, model, tok, _yes_id(tok), dev, dtype)
+
+
+def _yes_id(tok: Any) -> int:
+    """The first token of " Yes": the score is its logit at the last position."""
+    return int(tok.encode(" Yes", add_special_tokens=False)[0])
