@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import require
+from bench.embeddings import CFEmbeddings, embeddings_path, save
 from bench.data.schema import Split
 from bench.method import Method, RunContext
 
@@ -244,30 +245,25 @@ class RecBoleCF(Method):
             users, items = self.embedding_tables()
         users = users.detach().float().cpu().numpy() if users is not None else None
         items = items.detach().float().cpu().numpy()
-        out: dict[str, np.ndarray] = {}
         ds = self.dataset
         # Re-index from RecBole's internal ids into recbench ids (row i = recbench id i).
         item_tokens = [str(i) for i in range(split.n_items)]
         known = [t for t in item_tokens if t in ds.field2token_id["item_id"]]
         item_tab = np.zeros((split.n_items, items.shape[1]), dtype=np.float32)
         item_tab[[int(t) for t in known]] = items[ds.token2id("item_id", known)]
-        out["item"] = item_tab
+        user_tab = None
         if users is not None:
             user_tokens = [str(u) for u in range(split.n_users)]
             known_u = [t for t in user_tokens if t in ds.field2token_id["user_id"]]
             user_tab = np.zeros((split.n_users, users.shape[1]), dtype=np.float32)
             user_tab[[int(t) for t in known_u]] = users[ds.token2id("user_id", known_u)]
-            out["user"] = user_tab
-        for part, rows in split.parts():
-            per_row = self.row_user_embeddings(rows)
+        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for part, df in split.parts():
+            per_row = self.row_user_embeddings(df)
             if per_row is not None:  # keyed by (user, item, timestamp): rows are found by value
-                out[f"rows_{part}"] = per_row
-                out[f"keys_{part}"] = rows[["user", "item", "timestamp"]].to_numpy(dtype=np.int64)
-        path = self.ctx.artifact_dir / "embeddings.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, **out)
-        tmp.replace(path)
+                rows[part] = (df[["user", "item", "timestamp"]].to_numpy(dtype=np.int64), per_row)
+        path = embeddings_path(self.ctx.artifact_dir)
+        save(path, CFEmbeddings(self.ctx.run_name or type(self).__name__, item_tab, user_tab, rows or None))
         self._artifacts["embeddings"] = str(path)
 
 

@@ -14,9 +14,10 @@ import torch
 
 from bench.config import require
 from bench.data.schema import Split
-from bench.llm.cf import cf_embeddings
+from bench.errors import BenchError
 from bench.llm.prompts import ITEM_SLOT, USER_SLOT
 from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
+from bench.method import CFDependency
 from bench.metrics import auc
 
 ENCODINGS = ("plain", "dotted")
@@ -24,6 +25,8 @@ ENCODINGS = ("plain", "dotted")
 
 @dataclasses.dataclass(frozen=True)
 class BinLLMConfig(LLMConfig):
+    cf_method: str = "mf"  # registered CF baseline with a user table, trained at width cf_dim
+    cf_variant: str = "bce"
     cf_dim: int = 32  # MF width = number of bits
     encoding: str = "plain"
     hash_epochs: int = 30  # epochs fitting the hashing layers (best valid_small AUC kept)
@@ -57,9 +60,17 @@ class BinLLM(LLMRecommender):
     description = "BinLLM: binarised MF codes written into the prompt as text"
     shares_prefix = True  # static adapters; slots filled per user / item
 
+    @classmethod
+    def cf_dependencies(cls, config: BinLLMConfig) -> list[CFDependency]:
+        # its own run: one bit per dimension, so a CF model of width cf_dim (not the others' MF)
+        return [CFDependency(config.cf_method, config.cf_variant, {"embedding_size": config.cf_dim})]
+
     def build(self, split: Split) -> None:
         c = self.config
-        cf = cf_embeddings(split, "mf", "bce", self.ctx.seed, self.ctx.device, {"embedding_size": c.cf_dim})
+        cf = self.load_cf(split)
+        if cf.user is None:
+            raise BenchError(f"BinLLM hashes a user table, and {c.cf_method} ({cf.source}) has none",
+                             "set cf_method to a CF method with user embeddings (mf, lightgcn, ngcf)")
         self.cf_source = cf.path
         self.modules["hash_user"] = torch.nn.Linear(c.cf_dim, c.cf_dim)
         self.modules["hash_item"] = torch.nn.Linear(c.cf_dim, c.cf_dim)

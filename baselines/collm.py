@@ -3,8 +3,9 @@ Linear(10d, hidden)`` -> soft tokens at ``<UserID>`` / ``<TargetItemID>`` of the
 
 Named schedules (variants): ``two-stage`` as published (1: LoRA on the text prompt, i.e.
 TALLRec; 2: LoRA frozen, projector trained on the ID prompt, lr 1e-3) and ``one-stage``
-(LoRA and projector together on the ID prompt). The CF embeddings come from the spine's cached
-CF run of the same split (trained on demand when RecBole is installed).
+(LoRA and projector together on the ID prompt). The CF embeddings come from the CF run the
+config names (``cf_method`` / ``cf_variant``), declared in ``cf_dependencies`` so a suite runs it
+first; called directly, it is trained on demand when RecBole is installed.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import torch
 from bench.config import require
 from bench.data.schema import Split
 from bench.llm.batching import Batch
-from bench.llm.cf import cf_embeddings
 from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
+from bench.method import CFDependency
 
 SCHEDULES = ("two-stage", "one-stage")
 
@@ -43,10 +44,14 @@ class CoLLM(LLMRecommender):
     description = "CoLLM: frozen CF embeddings -> MLP -> soft ID tokens"
     shares_prefix = True  # static adapters; slots filled per user / item
 
+    @classmethod
+    def cf_dependencies(cls, config: CoLLMConfig) -> list[CFDependency]:
+        return [CFDependency(config.cf_method, config.cf_variant)]
+
     def build(self, split: Split) -> None:
         c = self.config
-        cf = cf_embeddings(split, c.cf_method, c.cf_variant, self.ctx.seed, self.ctx.device)
-        users, self._user_index = cf.user_table(split)
+        cf = self.load_cf(split)
+        users, self._user_index = cf.user_table()
         self.modules.register_buffer("cf_user", torch.as_tensor(users), persistent=False)
         self.modules.register_buffer("cf_item", torch.as_tensor(cf.item), persistent=False)
         self.modules["projector"] = torch.nn.Sequential(

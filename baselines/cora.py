@@ -18,8 +18,8 @@ from torch import nn
 from bench.config import require
 from bench.data.schema import Split
 from bench.llm.batching import Batch
-from bench.llm.cf import cf_embeddings
 from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
+from bench.method import CFDependency
 
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 
@@ -71,11 +71,15 @@ class CoRA(LLMRecommender):
     description = "CoRA: query transformer -> per-sample LoRA A for q,k,v,o in every layer"
     budget_knobs = ("cora_r", "qformer_dim")
 
+    @classmethod
+    def cf_dependencies(cls, config: CoRAConfig) -> list[CFDependency]:
+        return [CFDependency(config.cf_method, config.cf_variant)]
+
     def build(self, split: Split) -> None:
         c = self.config
-        cf = cf_embeddings(split, c.cf_method, c.cf_variant, self.ctx.seed, self.ctx.device)
+        cf = self.load_cf(split)
         self.cf_source = cf.path
-        users, self._user_index = cf.user_table(split)
+        users, self._user_index = cf.user_table()
         self.modules.register_buffer("cf_user", torch.as_tensor(users), persistent=False)
         self.modules.register_buffer("cf_item", torch.as_tensor(cf.item), persistent=False)
         hidden = self.bb.hidden_size

@@ -18,7 +18,9 @@ TOLERANCE = 0.02
 
 
 def trainable_count(cls: type, cfg: Any, split, ctx: RunContext, backbone) -> int:
-    m = cls(cfg, ctx)
+    # a count depends on shapes only: random CF tables of the right width, so matching needs
+    # no CF run (the target method's CF run is no dependency of the matched run)
+    m = cls(cfg, dataclasses.replace(ctx, random_cf=True))
     m.prepare(split, copy.deepcopy(backbone))  # prepare() may wrap the model (peft): never share it
     return m.trainable_count()
 

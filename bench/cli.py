@@ -14,11 +14,23 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _ints(value: str) -> list[int]:
-    try:
-        return [int(v) for v in _csv(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated ints, got {value!r}") from None
+def _ints(value: str, flag: str = "--seeds") -> list[int]:
+    """Comma-separated seeds, each in numpy's seed range; anything else is a BenchError."""
+    max_seed = 2**32 - 1
+    fix = f"e.g. {flag} 0,1,2 (or leave {flag} out for the suite's seeds)"
+    items = _csv(value)
+    if not items:
+        raise BenchError(f"{flag} {value!r} names no seeds", fix)
+    seeds = []
+    for item in items:
+        try:
+            seed = int(item)
+        except ValueError:
+            raise BenchError(f"{flag}: {item!r} is not an int", fix) from None
+        if not 0 <= seed <= max_seed:
+            raise BenchError(f"{flag}: {seed} is not a seed (seeds are ints from 0 to {max_seed})", fix)
+        seeds.append(seed)
+    return seeds
 
 
 def _require_positive(args: argparse.Namespace, *names: str) -> None:
@@ -36,8 +48,29 @@ def _key_values(items: list[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise BenchError(f"--set {item!r} is not KEY=VALUE", "e.g. --set epochs=10")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) or e
+            raise BenchError(f"--set {item!r}: the value {value!r} is not valid YAML ({why})",
+                             "give a YAML value, e.g. --set epochs=10 or --set 'dims=[64, 32]'; quote a string "
+                             "that YAML would misread, e.g. --set 'name=\"a: b\"'") from None
     return out
+
+
+def _check_installed(suite_name: str, methods: list[str] | None, datasets: list[str] | None) -> None:
+    """Stop before any work when a method the run would start needs a package that is missing
+    (e.g. torch on a core-only install), naming the extra to install."""
+    from bench.registry import check_installed, method_table
+    from bench.suites import load_suite
+
+    suite = load_suite(suite_name)
+    names = [d.name for d in suite.datasets if not datasets or d.name in datasets]
+    wanted = [r.method for r in suite.runs if (not methods or r.method in methods)
+              and any(not r.datasets or n in r.datasets for n in names)]
+    for name in dict.fromkeys(wanted):
+        if name in method_table():  # an unknown one gets its did-you-mean from the planner
+            check_installed(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", required=True, help="suite name (see `ls`) or a YAML path")
     run.add_argument("--methods", type=_csv, help="comma-separated subset of the suite's methods")
     run.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
-    run.add_argument("--seeds", type=_ints, help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--seeds", help="comma-separated seeds, ints from 0 to 2**32-1 (default: the suite's)")
     run.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
     run.add_argument("--results-dir", default="results", type=Path)
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -134,10 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ls":
             return cmd_ls()
         if args.command == "run":
-            from bench.runner import run_suite
+            from bench.runner import check_device_name, run_suite
 
+            seeds = _ints(args.seeds) if args.seeds is not None else None
+            for flag, given in (("--methods", args.methods), ("--datasets", args.datasets)):
+                if given == []:  # an empty filter would silently mean "all of them"
+                    raise BenchError(f"{flag} names nothing",
+                                     f"give comma-separated names, or leave {flag} out for all of the suite's")
+            check_device_name(args.device)  # the name here (any executor); a local run checks CUDA too
+            _check_installed(args.suite, args.methods, args.datasets)
             counts = run_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
-                               methods=args.methods, datasets=args.datasets, seeds=args.seeds,
+                               methods=args.methods, datasets=args.datasets, seeds=seeds,
                                force=args.force, device=args.device, executor=args.executor, address=args.address,
                                progress=not args.no_progress and not os.environ.get("CI"))
             from bench import distributed

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 
 def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
+    """``torch.distributed`` while a launcher's process group is up, else None. Never imports
+    torch: a group exists only once something imported ``torch.distributed`` (``setup`` does), so
+    a single process, and a core install without torch, goes through here torch-free."""
+    dist = sys.modules.get("torch.distributed")
+    return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
 
 
 def setup(device: str) -> str:
@@ -28,8 +31,14 @@ def setup(device: str) -> str:
     rank's device; a single process gets ``device`` back unchanged."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
-    import torch
-    import torch.distributed as dist
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        from bench.errors import BenchError
+
+        raise BenchError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} (a torchrun / accelerate launch) needs torch, "
+                         "which is not installed", "pip install -c constraints.txt -e '.[llm]'") from None
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):

@@ -48,7 +48,6 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
 
     from bench.config import build_config
     from bench.data import load_split
-    from bench.llm.cf import random_cf_embeddings
     from bench.method import RunContext
     from bench.registry import get_method
 
@@ -68,9 +67,10 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
         cfg = build_config(cls.Config, cls.variant_overrides(variant),
                            {"backbone": backbone, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                             "dtype": dtype})
-        with tempfile.TemporaryDirectory(prefix="recbench-eff-") as work, random_cf_embeddings():
+        with tempfile.TemporaryDirectory(prefix="recbench-eff-") as work:
             ctx = RunContext(dataset=dataset, seed=seed, device=device, work_dir=Path(work), artifact_dir=Path(work) / "a",
-                             split_fingerprint=split.fingerprint, run_name=f"efficiency:{method}:{variant}", progress=False)
+                             split_fingerprint=split.fingerprint, run_name=f"efficiency:{method}:{variant}", progress=False,
+                             random_cf=True)  # ratios depend on shapes only: no CF run needed
             m = cls(cfg, ctx)
             m.prepare(split)
             if device.startswith("cuda"):
@@ -91,16 +91,13 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
         if not params_only:
             r["ratio"].update(train_step=r["train_step_s"] / base["train_step_s"],
                               infer_step=r["infer_step_s"] / base["infer_step_s"])
-    from bench.runner import REPO
-
-    return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone, "device": device,
-            "device_name": "meta device (shapes only)" if params_only else records.device_name(device),
+    return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone,
+            **records.provenance(device, "meta device (shapes only)" if params_only else None),
             "params_only": params_only, "dtype": None if params_only else precision,
             "default_dtype": not params_only and precision == default, "dataset": dataset,
             "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
             "warmup": warmup, "repeats": repeats,
-            "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results,
-            "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
+            "baseline": {"method": base["method"], "variant": base["variant"]}, "entries": results}
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:

@@ -15,8 +15,13 @@ class BenchError(Exception):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    """``did you mean 'x'? known: ...`` — matched ignoring case, so ``MF`` suggests ``mf``."""
+    choices = sorted(str(c) for c in choices)
+    by_lower: dict[str, list[str]] = {}
+    for c in choices:
+        by_lower.setdefault(c.lower(), []).append(c)
+    close = [c for low in difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
+             for c in by_lower[low]][:3]
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     return f"{hint}known: {', '.join(choices)}"
 

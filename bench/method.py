@@ -29,7 +29,21 @@ class RunContext:
     split_fingerprint: str
     run_name: str = ""
     progress: bool = True
+    # CF embeddings are seeded random tables of the CF model's shape, not a CF run's: for
+    # measurements where values do not matter (parameter counts, step times), so no CF run (nor
+    # RecBole) is needed. Said here, per run, rather than by a process-wide switch.
+    random_cf: bool = False
     log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("bench"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CFDependency:
+    """A CF run a method needs before it can fit (its embeddings): the registered CF method, the
+    variant and config overrides on top of it. The planner runs it first as an ordinary run."""
+
+    method: str
+    variant: str
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Method:
@@ -57,8 +71,18 @@ class Method:
             raise unknown(f"variant of {cls.__name__}", name, cls.variants)
         return cls.variants[name]
 
+    @classmethod
+    def cf_dependencies(cls, config: Any) -> list[CFDependency]:
+        """The CF runs whose embeddings ``fit`` with this config reads (from the config, never
+        hard-coded), so the planner can run them first, as runs with their own records."""
+        return []
+
     def fit(self, split: Split) -> dict[str, Any]:
-        """Train on ``split.train`` selecting on ``split.valid``/``valid_small``; return fit info."""
+        """Train on ``split.train`` selecting on ``split.valid``/``valid_small``; return fit info.
+
+        Seconds spent on set-up rather than training (loading a backbone, loading or training the
+        CF embeddings) go in ``info["setup_s"]`` by kind (``backbone_load``, ``cf_embeddings``):
+        the runner records them apart and keeps them out of ``train_s``."""
         raise NotImplementedError
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:

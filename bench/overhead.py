@@ -45,7 +45,7 @@ def measure(dataset: str, data_dir: str | None, device: str, methods: list[str] 
     from bench.config import build_config
     from bench.data import load_split
     from bench.method import RunContext
-    from bench.runner import REPO, PlannedRun, execute
+    from bench.runner import PlannedRun, execute
     from bench.suites import DatasetSpec, RunSpec
 
     todo = entries(methods)  # bad method names fail before any data is read
@@ -85,10 +85,9 @@ def measure(dataset: str, data_dir: str | None, device: str, methods: list[str] 
                             name, auc_h, auc_r)
             log.info("%s (%s): harness %.1fs, reference %.1fs, x%.3f", name, variant, harness_s, reference_s, row["ratio"])
             results.append(row)
-    return {"kind": "overhead", "schema_version": records.SCHEMA_VERSION, "device": device,
-            "device_name": records.device_name(device), "dataset": dataset, "split_fingerprint": split.fingerprint,
-            "subset_users": subset_users, "overrides": dict(overrides or {}), "seed": seed, "entries": results,
-            "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
+    return {"kind": "overhead", "schema_version": records.SCHEMA_VERSION, **records.provenance(device),
+            "dataset": dataset, "split_fingerprint": split.fingerprint, "subset_users": subset_users,
+            "overrides": dict(overrides or {}), "seed": seed, "entries": results}
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:

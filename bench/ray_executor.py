@@ -11,7 +11,9 @@ from typing import Any
 log = logging.getLogger("bench")
 
 
-def _task(run: Any, split: Any, results_dir: Path, device: str, force: bool) -> tuple[str, str]:
+def _task(run: Any, split: Any, results_dir: Path, device: str, force: bool, *after: Any) -> tuple[str, str]:
+    """``after``: the outcomes of the runs this one depends on; Ray starts the task only once they
+    are done, which is all they are passed for."""
     import logging as _logging
 
     from bench.runner import resolve_device, run_one
@@ -24,7 +26,7 @@ def run_on_ray(runs: list, counts: dict[str, int], *, results_dir: Path, data_di
                device: str, address: str | None) -> dict[str, int]:
     import ray
 
-    from bench.runner import _load_splits
+    from bench.runner import _load_splits, planned_dependencies
 
     if not ray.is_initialized():
         if address:
@@ -36,15 +38,18 @@ def run_on_ray(runs: list, counts: dict[str, int], *, results_dir: Path, data_di
     refs = {name: ray.put(split) for name, split in splits.items() if split is not None}
     remote = ray.remote(_task)
     pending = []
-    for run in runs:
+    started: dict[int, Any] = {}  # id(run) -> its task, for the runs that need it
+    for run in runs:  # the plan puts every dependency before the runs that need it
         if splits[run.dataset.name] is None:
             counts["unavailable"] += 1
             continue
         on_gpu = bool(gpus) and getattr(run.method_cls, "wants_accelerator", False)
         opts = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": 1}
         task_device = ("cuda" if on_gpu else "cpu") if device == "auto" else device
-        pending.append(remote.options(**opts).remote(run, refs[run.dataset.name], Path(results_dir).resolve(),
-                                                     task_device, force))
+        after = [started[id(dep)] for dep in planned_dependencies(run, runs) if id(dep) in started]
+        started[id(run)] = remote.options(**opts).remote(run, refs[run.dataset.name], Path(results_dir).resolve(),
+                                                         task_device, force, *after)
+        pending.append(started[id(run)])
     log.info("dispatched %d runs to Ray (%s GPUs in the cluster)", len(pending), int(gpus))
     for stem, outcome in ray.get(pending):
         counts[outcome] += 1

@@ -1,7 +1,12 @@
-"""Run records: one JSON file per (suite, dataset, method, variant, seed), written atomically.
+"""Run records: one JSON file per (suite, dataset, method, variant, seed), written atomically,
+and the one versioned record type every writer and reader shares.
 
+A record says who it is: its key (suite, dataset, method, variant, seed), config hash and split
+fingerprint are stored inside it, and a record is only believed where its key says it lives
+(``<results>/<suite>/<stem>.json``); a copy or a renamed file is named and ignored, never counted.
 A finished record (``status: ok``) is never recomputed unless forced; a failed run writes a
-``.failed.json`` beside it and never replaces a finished one.
+``.failed.json`` beside it and never replaces a finished one. Benchmark records
+(``results/benchmarks/``) share the same provenance fields and version.
 """
 from __future__ import annotations
 
@@ -17,11 +22,20 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal, Union
 
-SCHEMA_VERSION = 1
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
+
+from bench.errors import BenchError
+
+# 2: the key lives only under ``key``; ``split`` carries the ordered dataset transforms and the
+# loader's notes; benchmark records share the provenance fields. Version-1 records are migrated
+# on read (``migrate``), so an older results/ still renders.
+SCHEMA_VERSION = 2
 VERSIONED_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "torch", "recbole", "transformers",
                       "peft", "torch-geometric")
+Number = Union[StrictInt, StrictFloat]
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,39 +90,280 @@ def write_atomic(path: Path, record: dict[str, Any]) -> None:
         raise
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            rec = json.load(f)
-    except (OSError, json.JSONDecodeError):
+class RecordError(BenchError):
+    """A file under results/ that is not a record this version can believe."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyModel(_Model):
+    suite: StrictStr
+    dataset: StrictStr
+    method: StrictStr
+    variant: StrictStr
+    seed: StrictInt
+
+    def run_key(self) -> RunKey:
+        return RunKey(self.suite, self.dataset, self.method, self.variant, self.seed)
+
+
+class SplitInfo(_Model):
+    """The data a run saw: the split's content fingerprint, the registered dataset it came from,
+    the ordered transforms applied to it (verbatim, e.g. ``{"name": "subset_users", "n": 60,
+    "seed": 0}``), its statistics and the loader's notes (e.g. a raw file that is not the release)."""
+    fingerprint: StrictStr
+    source: StrictStr
+    transforms: list[dict[str, Any]] = []
+    stats: dict[str, Number | None] = {}
+    notes: list[StrictStr] = []
+
+
+class RunRecord(_Model):
+    """One run of one method on one split with one seed: what ``bench run`` writes."""
+    schema_version: Literal[2]
+    kind: Literal["run"] = "run"
+    key: KeyModel
+    suite_file: StrictStr | None = None  # the suite's origin ("builtin:<name>" or its path); None: before v2
+    status: Literal["ok", "failed"]
+    description: StrictStr = ""
+    config: dict[str, Any]
+    config_hash: StrictStr
+    split: SplitInfo
+    device: StrictStr
+    device_name: StrictStr | None = None
+    versions: dict[str, StrictStr] = {}
+    git: dict[str, Any] = {}
+    started: StrictStr
+    finished: StrictStr
+    fit: dict[str, Any] | None = None
+    metrics: dict[str, dict[str, Number | None]] = {}  # part -> metric -> value (None: undefined)
+    per_user_auc: dict[str, dict[str, Number | None]] = {}  # part -> user -> AUC (paired bootstraps)
+    params: dict[str, StrictInt] = {}
+    timing: dict[str, Number | dict[str, Number]] = {}
+    artifacts: dict[str, StrictStr] = {}
+    budget: dict[str, Any] | None = None
+    matched_config: dict[str, Any] | None = None
+    error: StrictStr | None = None
+    traceback: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _finished_has_metrics(self) -> "RunRecord":
+        if self.status == "ok":
+            for part in ("valid", "test"):
+                if not isinstance((self.metrics.get(part) or {}).get("n_rows"), int):
+                    raise ValueError(f"a finished record needs metrics.{part} (with n_rows)")
+        return self
+
+    @property
+    def run_key(self) -> RunKey:
+        return self.key.run_key()
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two records the same run: key, config and split."""
+        return (*dataclasses.astuple(self.run_key), self.config_hash, self.split.fingerprint)
+
+    def misplaced(self, path: Path, results_dir: Path) -> str | None:
+        """Why this record may not be believed at ``path`` (None: it sits where its key says)."""
+        key = self.run_key
+        want = key.failed_path(results_dir) if self.status == "failed" else key.path(results_dir)
+        if Path(path).resolve() != want.resolve():
+            return (f"its key is {key.suite}/{key.stem} (seed {key.seed}), which belongs at "
+                    f"{want.relative_to(results_dir)}: a copied, moved or renamed file")
         return None
-    return rec if isinstance(rec, dict) and rec.get("schema_version") == SCHEMA_VERSION else None
+
+
+class BenchmarkRecord(_Model):
+    """``bench efficiency | scoring-speed | overhead``: shared provenance, a kind-specific payload
+    (validated by the subclass), one file per (kind, subject, device, tag)."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+    schema_version: Literal[2]
+    kind: StrictStr
+    device: StrictStr
+    device_name: StrictStr
+    dataset: StrictStr
+    split_fingerprint: StrictStr
+    versions: dict[str, StrictStr] = {}
+    git: dict[str, Any] = {}
+    finished: StrictStr
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class EfficiencyRecord(BenchmarkRecord):
+    kind: Literal["efficiency"]
+    backbone: StrictStr
+    entries: list[dict[str, Any]]
+
+
+class ScoringSpeedRecord(BenchmarkRecord):
+    kind: Literal["scoring_speed"]
+    backbone: StrictStr
+    plain: dict[str, Any]
+    harness: list[dict[str, Any]]
+
+
+class OverheadRecord(BenchmarkRecord):
+    kind: Literal["overhead"]
+    entries: list[dict[str, Any]]
+
+
+BENCHMARK_KINDS: dict[str, type[BenchmarkRecord]] = {
+    "efficiency": EfficiencyRecord, "scoring_speed": ScoringSpeedRecord, "overhead": OverheadRecord}
+AnyRecord = Union[RunRecord, BenchmarkRecord]
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 record as version 2: the top-level key copies folded into ``key`` (they must
+    agree), the split's subset / top-items / few-shot / eval-cap fields as the ordered transform
+    list the runner applied them in."""
+    if raw.get("schema_version") != 1:
+        return raw
+    out = dict(raw, schema_version=2)
+    if "kind" in out:  # a benchmark record: same fields, new version
+        return out
+    key = out.get("key") or {k: out.get(k) for k in ("suite", "dataset", "method", "variant", "seed")}
+    for k in ("suite", "dataset", "method", "variant", "seed"):
+        if k in out and out.pop(k) != (key or {}).get(k):
+            raise ValueError(f"its top-level {k} disagrees with its key")
+    out["key"] = key
+    split = dict(out.get("split") or {})
+    seed = split.pop("subset_seed", 0) or 0
+    steps = []
+    if split.get("subset_users"):
+        steps.append({"name": "subset_users", "n": split["subset_users"], "seed": seed})
+    if split.get("top_items"):
+        steps.append({"name": "top_items", "n": split["top_items"]})
+    if split.get("few_shot"):
+        steps.append({"name": "few_shot", "n": split["few_shot"], "seed": 0})
+    if split.get("max_eval_rows"):
+        steps.append({"name": "max_eval_rows", "n": split["max_eval_rows"], "seed": seed})
+    for k in ("subset_users", "top_items", "few_shot", "max_eval_rows"):
+        split.pop(k, None)
+    split.setdefault("source", key.get("dataset") if isinstance(key, dict) else None)
+    split["transforms"] = steps
+    out["split"] = split
+    return out
+
+
+def parse_record(raw: Any) -> AnyRecord:
+    """A record dict (any supported version) as its typed model; ValueError says why not."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"not a JSON object but a {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version not in (1, SCHEMA_VERSION):
+        raise ValueError(f"schema_version {version!r} (this recbench reads 1 and {SCHEMA_VERSION})")
+    raw = migrate(raw)
+    try:
+        if "kind" in raw and raw["kind"] != "run":
+            cls = BENCHMARK_KINDS.get(raw["kind"])
+            if cls is None:
+                raise ValueError(f"unknown record kind {raw['kind']!r}")
+            return cls.model_validate(raw)
+        return RunRecord.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "record"
+        raise ValueError(f"{where}: {first['msg']}" + (f" ({len(e.errors()) - 1} more)" if len(e.errors()) > 1 else "")) from None
+
+
+def load_record(path: Path) -> AnyRecord:
+    """The typed record at ``path``; RecordError names the file and what is wrong with it."""
+    try:
+        raw = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise RecordError(f"{path}: cannot be read ({e.strerror or e})", "check its permissions") from None
+    except (UnicodeDecodeError, ValueError) as e:  # binary junk, half a file, not JSON
+        raise RecordError(f"{path}: not a JSON record ({type(e).__name__}: {e})",
+                          "delete it or move it out of the results directory") from None
+    try:
+        return parse_record(raw)
+    except ValueError as e:
+        raise RecordError(f"{path}: not a valid recbench record: {e}",
+                          "delete it, or rerun that run with --force") from None
+
+
+def read_record(path: Path) -> AnyRecord | None:
+    """``load_record``, or None where the file is missing or not a record."""
+    try:
+        return load_record(path)
+    except RecordError:
+        return None
 
 
 def is_finished(path: Path, config: dict[str, Any], fingerprint: str,
-                defaults: dict[str, Any] | None = None) -> bool:
+                defaults: dict[str, Any] | None = None, key: RunKey | None = None) -> bool:
     """A finished record of the same method config on the same split (the fingerprint covers
-    subsets and caps, so nothing else needs comparing). A config key the record lacks counts as
-    its value in ``defaults``: a field added to a config later leaves older records current as
-    long as it stays at its default."""
+    subsets and caps, so nothing else needs comparing), whose own key is ``key`` (a copied or
+    renamed file never counts). A config key the record lacks counts as its value in
+    ``defaults``: a field added to a config later leaves older records current as long as it
+    stays at its default."""
     rec = read_record(path)
-    old = rec.get("config") if rec is not None else None
-    if isinstance(old, dict) and defaults:
+    if not isinstance(rec, RunRecord) or rec.status != "ok" or rec.split.fingerprint != fingerprint:
+        return False
+    if key is not None and rec.run_key != key:
+        return False
+    old = dict(rec.config)
+    if defaults:
         old = {**{k: v for k, v in defaults.items() if k in config}, **old}
-    same_config = rec is not None and _canon(old) == _canon(config)
-    return bool(same_config and rec.get("status") == "ok" and rec.get("split", {}).get("fingerprint") == fingerprint)
+    return _canon(old) == _canon(config)
 
 
 def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None]]:
-    """Every ``*.json`` under results_dir (failed ones and benchmarks excluded); None = unreadable."""
-    for path in sorted(results_dir.rglob("*.json")):
-        if path.name.endswith(".failed.json") or path.name.startswith("."):
+@dataclasses.dataclass
+class Scan:
+    """Everything under a results directory, sorted into what may be believed and what not."""
+    runs: list[tuple[Path, RunRecord]] = dataclasses.field(default_factory=list)  # finished, in place
+    failed: list[tuple[Path, RunRecord]] = dataclasses.field(default_factory=list)  # failed attempts, in place
+    benchmarks: list[tuple[Path, BenchmarkRecord]] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)  # unreadable, misplaced, copies
+
+    def latest_failure(self, rec: RunRecord) -> RunRecord | None:
+        """The failed attempt of this run newer than its finished record, if any."""
+        for _, f in self.failed:
+            if f.run_key == rec.run_key and f.finished >= rec.finished:
+                return f
+        return None
+
+    def failed_only(self) -> list[RunRecord]:
+        done = {r.run_key for _, r in self.runs}
+        return [f for _, f in self.failed if f.run_key not in done]
+
+
+def scan(results_dir: Path) -> Scan:
+    """Every ``*.json`` under ``results_dir``: finished and failed run records that sit where their
+    key says, benchmark records, and a line for each file that is unreadable, invalid, misplaced
+    or a second copy of a run already seen."""
+    out = Scan()
+    seen: dict[tuple[Any, ...], Path] = {}
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        if path.name.startswith("."):
             continue
-        yield path, read_record(path)
+        try:
+            rec = load_record(path)
+        except RecordError as e:
+            out.problems.append(e.problem)
+            continue
+        if isinstance(rec, BenchmarkRecord):
+            out.benchmarks.append((path, rec))
+            continue
+        why = rec.misplaced(path, results_dir)
+        if why:
+            out.problems.append(f"{path}: ignored, {why}")
+            continue
+        ident = (*rec.identity, rec.status)
+        if ident in seen:
+            out.problems.append(f"{path}: ignored, a second copy of the run in {seen[ident]}")
+            continue
+        seen[ident] = path
+        (out.runs if rec.status == "ok" else out.failed).append((path, rec))
+    return out
 
 
 @contextlib.contextmanager
@@ -138,14 +393,60 @@ def run_lock(record_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def writable_dir(path: Path, what: str) -> Path:
+    """``path`` as an existing directory this process can write into (made if missing), or one
+    clear error saying which option names it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BenchError(f"{what} {path} is a file, not a directory", f"pass a directory as {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".recbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BenchError(f"{what} {path} is not writable ({e.strerror or e})",
+                         f"fix its permissions, or pass a writable directory as {what}") from None
+    return path
+
+
+def claim_suite_dir(results_dir: Path, suite: str, origin: str) -> None:
+    """Refuse to write into ``<results>/<suite>/`` when its records came from another suite file
+    of the same name: two files must never share (and silently replace) each other's records."""
+    for path in sorted((Path(results_dir) / suite).glob("*.json")):
+        rec = read_record(path)
+        if isinstance(rec, RunRecord) and rec.suite_file not in (None, origin):
+            raise BenchError(f"{Path(results_dir) / suite} holds the records of suite file {rec.suite_file} "
+                             f"(e.g. {path.name}); this suite is {origin}",
+                             "give this suite a unique `name:` in its file, or pass another --results-dir")
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Validate ``record`` as the one record type (a writer can no more write a record the
+    readers refuse than a reader can load one), then write it atomically."""
+    record = _json_safe(record)
+    try:
+        parse_record(record)
+    except ValueError as e:  # a harness bug, never the user's input: fail loudly, write nothing
+        raise RuntimeError(f"refusing to write an invalid record to {path}: {e}") from None
+    write_atomic(path, record)
+
+
 def write_benchmark(record: dict[str, Any], out_dir: Path, kind: str, field: str = "backbone", tag: str = "") -> Path:
     """``<out_dir>/<kind>__<record[field]>__<cpu|cuda>[-<tag>].json``: one record per benchmark,
     subject (the backbone, or the dataset), device kind and tag (e.g. a non-default precision),
     replaced atomically by a rerun."""
     where = str(record["device"]).split(":")[0] if str(record["device"]).startswith(("cuda", "meta")) else "cpu"
     path = out_dir / f"{kind}__{str(record[field]).replace(':', '-')}__{where}{'-' + tag if tag else ''}.json"
-    write_atomic(path, record)
+    write_record(path, {"schema_version": SCHEMA_VERSION, **record, "kind": kind})
     return path
+
+
+def provenance(device: str, name: str | None = None) -> dict[str, Any]:
+    """Where and with what a record was made: device (and its ``name`` in words, else looked up),
+    package versions, git state, time. One helper for run and benchmark records alike."""
+    return {"device": device, "device_name": name or device_name(device),
+            "versions": versions(), "git": git_state(REPO), "finished": now()}
 
 
 def clear_stale_lock(record_path: Path) -> None:

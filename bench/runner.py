@@ -8,26 +8,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import shutil
-import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench import distributed, records
+from bench import distributed, records, workdirs
 from bench.config import build_config, config_dict
 from bench.artifacts import artifact_dir
-from bench.data import load_split
+from bench.data import load_split, transform_steps
 from bench.data.schema import Split
 from bench.errors import BenchError, unknown
-from bench.method import RunContext
+from bench.method import CFDependency, RunContext
 from bench.metrics import evaluate, per_user_auc
 from bench.registry import get_method, method_table
 from bench.suites import DatasetSpec, RunSpec, Suite, load_suite
 
 log = logging.getLogger("bench")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -38,6 +35,7 @@ class PlannedRun:
     method_cls: type
     config: Any
     timing: tuple[int, int] = (2, 5)  # (warm-up, timed) steps for the step timings
+    suite_origin: str | None = None  # which suite file planned it (records carry it: see suites.identify)
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -59,14 +57,40 @@ class PlannedRun:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
 
+DEVICE_FIX = "use auto, cpu, cuda or cuda:N (N: a visible CUDA device index)"
+
+
+def check_device_name(device: str) -> str:
+    """``device`` when it reads auto, cpu, cuda or cuda:N (checks the name only, imports nothing)."""
+    name, sep, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if device in ("auto", "cpu", "cuda") or (name == "cuda" and sep and index.isascii() and index.isdigit()):
+        return device
+    raise BenchError(f"--device {device!r} is not a device", DEVICE_FIX)
+
+
 def resolve_device(device: str) -> str:
-    if device != "auto":
+    """auto -> cuda when torch sees a CUDA device, else cpu; cuda / cuda:N only when that device
+    is visible, so a wrong --device stops before any work instead of failing every run."""
+    check_device_name(device)
+    if device == "cpu":
         return device
     try:
         import torch
     except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "auto":
+            return "cpu"
+        raise BenchError(f"--device {device}: torch is not installed", "use --device cpu or auto") from None
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: no CUDA device is visible (torch.cuda.is_available() is False)",
+                         "use --device cpu or auto")
+    index, count = device.partition(":")[2], torch.cuda.device_count()
+    if index and int(index) >= count:
+        visible = f"cuda:0 to cuda:{count - 1}" if count > 1 else "cuda:0"
+        raise BenchError(f"--device {device}: only {count} CUDA device{'s are' if count > 1 else ' is'} visible "
+                         f"({visible})", f"use --device {visible}, cuda, cpu or auto")
+    return device
 
 
 def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> None:
@@ -78,7 +102,14 @@ def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> N
 
 def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
          seeds: list[int] | None = None) -> list[PlannedRun]:
-    """Every run of the suite after filters; configs are built (and so validated) up front."""
+    """Every run of the suite after filters, each preceded by the CF runs it declares
+    (``Method.cf_dependencies``) as ordinary runs with their own records; configs are built (and
+    so validated) up front.
+
+    A dependency is the suite's own run where one has the same method and config on the same
+    dataset and seed (moved before its first dependent if it came later, and kept even when
+    ``methods`` filters it out: the run that needs it cannot do without it); otherwise it is a
+    new run, planned once however many runs need it."""
     from bench.data import DATASETS
 
     _check_known(methods, method_table(), "method")
@@ -86,52 +117,148 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     for ds in suite.datasets:
         if ds.source not in DATASETS:
             raise unknown("dataset", ds.source, DATASETS)
-    out: list[PlannedRun] = []
-    for ds in suite.datasets:
-        if datasets and ds.name not in datasets:
-            continue
-        for spec in suite.runs:
-            if (methods and spec.method not in methods) or (spec.datasets and ds.name not in spec.datasets):
-                continue
-            cls = get_method(spec.method)
-            variant = spec.variant or cls.default_variant
-            cfg = build_config(cls.Config, cls.variant_overrides(variant), spec.overrides)
-            if spec.budget is not None and not hasattr(cls, "budget_knobs"):
-                raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
-            label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
-            for seed in seeds or suite.seeds:
-                out.append(PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, int(seed)),
-                                      ds, spec, cls, cfg, suite.timing))
-    if not out:
+    seed_list = [int(s) for s in (seeds or suite.seeds)]
+    entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
+               for spec in suite.runs if not (spec.datasets and ds.name not in spec.datasets)]
+    wanted = [run for ds, spec in entries if not methods or spec.method in methods
+              for run in _entry_runs(suite, ds, spec, seed_list)]
+    if not wanted:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
                          "check --methods / --datasets against `python -m bench ls`")
+    return _with_dependencies(suite, entries, seed_list, wanted)
+
+
+def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int]) -> list[PlannedRun]:
+    """The planned runs (one per seed) of one suite entry on one dataset."""
+    cls = get_method(spec.method)
+    variant = spec.variant or cls.default_variant
+    cfg = build_config(cls.Config, cls.variant_overrides(variant), spec.overrides)
+    if spec.budget is not None and not hasattr(cls, "budget_knobs"):
+        raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
+    label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
+    return [PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, seed), ds, spec, cls, cfg, suite.timing)
+            for seed in seeds]
+
+
+def _dependency_config(dep: CFDependency) -> tuple[type, str, Any]:
+    """(class, variant, config) of a declared dependency, built as a suite entry's would be."""
+    cls = get_method(dep.method)
+    variant = dep.variant or cls.default_variant
+    return cls, variant, build_config(cls.Config, cls.variant_overrides(variant), dep.overrides)
+
+
+def _identity(run: PlannedRun) -> tuple[str, int, str, str]:
+    """What makes two runs the same computation (dataset, seed, method, config), whatever their labels."""
+    return run.dataset.name, run.key.seed, run.key.method, records.config_hash(run.config_dict)
+
+
+def _dependency_label(cls: type, variant: str, config: Any) -> str:
+    """The variant, plus each field where the config differs from the variant's, sorted
+    (``bce+embedding_size=32``): readable, and distinct for distinct configs."""
+    import json
+
+    base = config_dict(build_config(cls.Config, cls.variant_overrides(variant)))
+    changed = sorted((k, v) for k, v in config_dict(config).items() if base.get(k) != v)
+    return "+".join([variant] + [f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, (list, dict)) else v}"
+                                 for k, v in changed])
+
+
+def _with_dependencies(suite: Suite, entries: list[tuple[DatasetSpec, RunSpec]], seeds: list[int],
+                       wanted: list[PlannedRun]) -> list[PlannedRun]:
+    """``wanted`` in order, each run's dependencies (recursively) placed before it, once each."""
+    # the suite's runs of a method, filtered out or not, built when a dependency first names it:
+    # a dependency reuses one with its config, and never takes the key of one without it
+    by_method: dict[str, list[PlannedRun]] = {}
+    for run in wanted:
+        by_method.setdefault(run.key.method, []).append(run)
+    pooled: set[str] = set()
+    in_wanted = {(run.dataset.name, id(run.spec)) for run in wanted}
+
+    def pool(method: str) -> list[PlannedRun]:
+        if method not in pooled:
+            pooled.add(method)
+            for ds, spec in entries:
+                if spec.method == method and (ds.name, id(spec)) not in in_wanted:
+                    by_method.setdefault(method, []).extend(_entry_runs(suite, ds, spec, seeds))
+        return by_method.setdefault(method, [])
+
+    def resolve(run: PlannedRun, dep: CFDependency) -> PlannedRun:
+        cls, variant, cfg = _dependency_config(dep)
+        candidate = PlannedRun(records.RunKey(suite.name, run.dataset.name, dep.method, "", run.key.seed), run.dataset,
+                               RunSpec(dep.method, variant, dict(dep.overrides)), cls, cfg, suite.timing)
+        runs = pool(dep.method)
+        for other in runs:
+            if other.spec.budget is None and _identity(other) == _identity(candidate):
+                return other
+        label = _dependency_label(cls, variant, cfg)
+        # a suite entry of the same variant with other overrides holds the plain label: this one
+        # says it is the variant's own config, or failing that, which config it is
+        taken = {r.key for r in runs}
+        for name in [label] + ([f"{variant}+defaults"] if label == variant else []) + \
+                [f"{label}+{records.config_hash(candidate.config_dict)}"]:
+            candidate.key = dataclasses.replace(candidate.key, variant=name)
+            if candidate.key not in taken:
+                break
+        runs.append(candidate)
+        return candidate
+
+    out: list[PlannedRun] = []
+    placed: set[int] = set()
+
+    def place(run: PlannedRun, needed_by: tuple[str, ...]) -> None:
+        if id(run) in placed:
+            return
+        if run.key.stem in needed_by:
+            raise BenchError(f"suite {suite.name}: {' -> '.join(needed_by + (run.key.stem,))} depend on each other",
+                             "a method's cf_dependencies must not lead back to it")
+        for dep in run.method_cls.cf_dependencies(run.config):
+            place(resolve(run, dep), needed_by + (run.key.stem,))
+        placed.add(id(run))
+        out.append(run)
+
+    for run in wanted:
+        place(run, ())
     return out
+
+
+def planned_dependencies(run: PlannedRun, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs of a plan that ``run`` declares it needs (for an executor that runs the plan
+    out of order: it must start ``run`` only after these finish)."""
+    found = []
+    for dep in run.method_cls.cf_dependencies(run.config):
+        cls, variant, cfg = _dependency_config(dep)
+        want = (run.dataset.name, run.key.seed, dep.method, records.config_hash(config_dict(cfg)))
+        found += [other for other in runs if other.key.method == dep.method and other.key.seed == run.key.seed
+                  and other.dataset.name == run.dataset.name and other.spec.budget is None and _identity(other) == want]
+    return found
 
 
 def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool = True) -> dict[str, Any]:
     """Fit, score valid and test, write the record. Raises after writing a failed record."""
     key = run.key
-    artifacts = artifact_dir(key.dataset, split.fingerprint, key.method, key.variant, key.seed,
-                             records.config_hash(run.config_dict))
-    work = Path(tempfile.mkdtemp(prefix=f"recbench-{key.method}-"))
+    artifacts = artifact_dir(split.fingerprint, key.method, key.seed, records.config_hash(run.config_dict))
     base: dict[str, Any] = {
         "schema_version": records.SCHEMA_VERSION,
+        "kind": "run",
         "key": dataclasses.asdict(key),
-        **dataclasses.asdict(key),
+        "suite_file": run.suite_origin,
         "description": run.method_cls.description,
         "config": run.config_dict,
         "config_hash": records.config_hash(run.config_dict),
-        "split": {"fingerprint": split.fingerprint, "subset_users": run.dataset.subset_users,
-                  "subset_seed": run.dataset.subset_seed, "max_eval_rows": run.dataset.max_eval_rows,
-                  "source": run.dataset.source, "few_shot": run.dataset.few_shot,
-                  **({"top_items": run.dataset.top_items} if run.dataset.top_items else {}),
-                  "stats": split.stats()},
-        "device": device,
-        "device_name": records.device_name(device),
-        "versions": records.versions(),
-        "git": records.git_state(REPO),
+        # the data as the run saw it, described by the record alone: the report reads nothing else
+        "split": {"fingerprint": split.fingerprint, "source": run.dataset.source,
+                  "transforms": dataset_steps(run.dataset), "stats": split.stats(),
+                  "notes": list(getattr(split, "notes", ()))},
+        **records.provenance(device),
         "started": records.now(),
     }
+    with workdirs.scratch(key.method) as work:
+        return _execute(run, split, results_dir, device, progress, base, artifacts, work)
+
+
+def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool,
+             base: dict[str, Any], artifacts: Path, work: Path) -> dict[str, Any]:
+    key = run.key
     try:
         ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
                          artifact_dir=artifacts, split_fingerprint=split.fingerprint,
@@ -145,7 +272,10 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         method = run.method_cls(config, ctx)
         t0 = time.perf_counter()
         fit_info = method.fit(split)
-        train_s = time.perf_counter() - t0
+        fit_s = time.perf_counter() - t0
+        # backbone loading and CF embeddings are set-up, not training: recorded apart, excluded
+        setup = {k: float(v) for k, v in ((fit_info or {}).get("setup_s") or {}).items()}
+        train_s = max(fit_s - sum(setup.values()), 0.0)
         metrics, infer, per_user = {}, {}, {}
         for part in ("valid", "test"):
             rows = getattr(split, part)
@@ -160,8 +290,8 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
             except ValueError as e:
                 raise BenchError(f"{key.stem}: {part} scores are unusable ({e})",
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
-        timing = {"train_s": train_s, "infer_valid_s": infer["valid"], "infer_test_s": infer["test"],
-                  "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
+        timing = {"train_s": train_s, "fit_wall_s": fit_s, "setup_s": setup, "infer_valid_s": infer["valid"],
+                  "infer_test_s": infer["test"], "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
         warmup, repeats = run.timing
         if repeats:  # after scoring, so the timed steps cannot touch any reported number
             timing.update(method.step_timings(split.train, warmup, repeats) or {})
@@ -171,17 +301,15 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
                "timing": timing,
                "artifacts": method.artifacts(), "finished": records.now()}
         if distributed.is_main():  # one writer under data parallelism
-            records.write_atomic(key.path(results_dir), rec)
+            records.write_record(key.path(results_dir), rec)
             key.failed_path(results_dir).unlink(missing_ok=True)
         return rec
     except Exception as e:
         rec = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}",
                "traceback": traceback.format_exc(), "finished": records.now()}
         if distributed.is_main():
-            records.write_atomic(key.failed_path(results_dir), rec)
+            records.write_record(key.failed_path(results_dir), rec)
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force: bool = False,
@@ -193,12 +321,12 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
     follow its decision and join the run if the method trains data-parallel, else wait."""
     path = run.key.path(results_dir)
     main = distributed.is_main()
-    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults):
+    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults, run.key):
         records.clear_stale_lock(path)
         return distributed.broadcast("skipped")
     with records.run_lock(path) if main else contextlib.nullcontext(True) as mine:
         # another live `bench run` holds this run, or finished it while we waited our turn
-        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults))
+        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults, run.key))
         if distributed.broadcast("run" if todo else "skipped") == "skipped":
             return "skipped"
         together = run.method_cls.data_parallel
@@ -217,6 +345,12 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
         return "done"
 
 
+def dataset_steps(ds: DatasetSpec) -> list[dict[str, Any]]:
+    """The suite dataset's transforms, in the order they are applied (and recorded)."""
+    return transform_steps(ds.subset_users, ds.subset_seed, ds.top_items, ds.few_shot, ds.few_shot_seed,
+                           ds.max_eval_rows)
+
+
 def _load_splits(runs: list[PlannedRun], data_dir: str | None) -> dict[str, Split | None]:
     splits: dict[str, Split | None] = {}
     for run in runs:
@@ -224,9 +358,7 @@ def _load_splits(runs: list[PlannedRun], data_dir: str | None) -> dict[str, Spli
         if ds.name in splits:
             continue
         try:
-            splits[ds.name] = load_split(ds.source, data_dir, ds.subset_users, ds.subset_seed,
-                                         max_eval_rows=ds.max_eval_rows, few_shot_rows=ds.few_shot,
-                                         few_shot_seed=ds.few_shot_seed, top_items_n=ds.top_items)
+            splits[ds.name] = load_split(ds.source, data_dir, steps=dataset_steps(ds))
         except BenchError as e:
             if not ds.optional:
                 raise
@@ -242,9 +374,14 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
     """Every planned run of the suite, in this process (``local``) or as Ray tasks (``ray``)."""
     suite = load_suite(suite_name)
     runs = plan(suite, methods, datasets, seeds)
+    for run in runs:
+        run.suite_origin = suite.origin
     counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
     if executor not in ("local", "ray"):
         raise unknown("executor", executor, ["local", "ray"])
+    records.writable_dir(results_dir, "--results-dir")  # before any work: never train what cannot be kept
+    records.claim_suite_dir(results_dir, suite.name, suite.origin)
+    workdirs.clean_stale()  # scratch dirs of runs killed before they could clean up
     if executor == "ray":
         from bench.ray_executor import run_on_ray
 

@@ -166,18 +166,15 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             gc.collect()
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-    from bench.runner import REPO
-
     lengths = [len(p) for p in prompts]
     return {"kind": "scoring_speed", "schema_version": records.SCHEMA_VERSION, "backbone": backbone,
-            "device": device, "device_name": records.device_name(device), "dataset": dataset,
+            **records.provenance(device), "dataset": dataset,
             "split_fingerprint": split.fingerprint, "prompt": prompt, "n_prompts": len(rows),
             "mean_tokens": float(np.mean(lengths)), "max_tokens": int(np.max(lengths)),
             "users": int(rows["user"].nunique()), "rows_sharing_a_prefix": int(sum(len(g.rows) for g in groups)),
             "mean_shared_tokens": float(np.mean([g.shared for g in groups])) if groups else 0.0,
             "token_positions": token_positions(prompts, groups, plain_batch),
-            "default_dtype": default, "plain": plains[default], "plain_by_dtype": plains, "harness": entries,
-            "versions": records.versions(), "git": records.git_state(REPO), "finished": records.now()}
+            "default_dtype": default, "plain": plains[default], "plain_by_dtype": plains, "harness": entries}
 
 
 def write(record: dict[str, Any], out_dir: Path) -> Path:

@@ -1,5 +1,7 @@
-"""Suites: YAML files under bench/suites/ naming datasets, seeds and a list of runs.
+"""Suites: YAML files under bench/suites/ (or anywhere, by path) naming datasets, seeds and runs.
 
+    name: my-sweep                      # a user's file: the folder under results/ (default: the
+                                        # file stem); may not be a built-in suite's name
     description: ...
     seeds: [0, 1, 2]
     datasets:
@@ -18,21 +20,75 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import Field, ValidationError, field_validator
 
+from bench.config import StrictModel, bad_value, read_yaml, schema_error, schema_field
 from bench.errors import BenchError, did_you_mean, unknown
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
-DATASET_KEYS = {"dataset", "subset_users", "subset_seed", "max_eval_rows", "optional", "few_shot", "few_shot_seed",
-                "top_items"}
-# dataset keys that take a positive int, with an example value for the error's fix
-POSITIVE_DATASET_KEYS = {"subset_users": 60, "max_eval_rows": 400, "top_items": 100,
-                         "few_shot": "16 (TALLRec: 16, 64, 256)"}
-RUN_KEYS = {"method", "variant", "overrides", "datasets", "budget"}
-SUITE_KEYS = {"description", "seeds", "datasets", "runs", "timing"}
-TIMING_KEYS = {"warmup", "repeats"}
+MAX_SEED = 2**32 - 1  # numpy's seed range
+SEED_TEXT = f"an int from 0 to {MAX_SEED}"
+FORMAT_FIX = "see bench/suites.py (or bench/suites/*.yaml) for the format"
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Positive = Annotated[int, Field(gt=0)]
+
+
+def _positive(key: str, example: Any) -> Any:
+    return schema_field(None, "a positive int", f"e.g. {key}: {example}, or leave it out")
+
+
+class _DatasetOptions(StrictModel):
+    dataset: str | None = schema_field(None, "a registered dataset name (a string)",
+                                       "e.g. dataset: ml100k (see `python -m bench ls`)")
+    subset_users: Positive | None = _positive("subset_users", 60)
+    subset_seed: Seed = schema_field(0, SEED_TEXT, "e.g. subset_seed: 0")
+    max_eval_rows: Positive | None = _positive("max_eval_rows", 400)
+    optional: bool = schema_field(False, "true or false",
+                                  "optional: true skips the dataset when its files are absent (default: false)")
+    few_shot: Positive | None = _positive("few_shot", "16 (TALLRec: 16, 64, 256)")
+    few_shot_seed: Seed = schema_field(0, SEED_TEXT, "e.g. few_shot_seed: 0")
+    top_items: Positive | None = _positive("top_items", 100)
+
+
+class _Run(StrictModel):
+    method: str = schema_field(..., "a method name (a string)", "e.g. method: mf (see `python -m bench ls`)")
+    variant: str | None = schema_field(None, "a variant name (a string)",
+                                       "e.g. variant: bce (one of the method's variants), or leave it out")
+    overrides: dict[str, Any] | None = schema_field(None, "a mapping of config key to value",
+                                                    "e.g. overrides: {epochs: 30}")
+    datasets: list[str] | None = schema_field(None, "a list of the suite's dataset names",
+                                              "e.g. datasets: [ml1m], or leave it out for all of them")
+    budget: Any = schema_field(None, "a method name or a positive int",
+                               "e.g. budget: graphlora (that method's trainable-parameter count) or budget: 1000000")
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            return v
+        raise bad_value()
+
+
+class _Timing(StrictModel):
+    warmup: int = schema_field(2, "an int >= 0", "e.g. timing: {warmup: 2, repeats: 5}", ge=0)
+    repeats: int = schema_field(
+        5, "an int >= 0", "e.g. timing: {warmup: 2, repeats: 5} (repeats: 0 turns step timing off)", ge=0)
+
+
+class _SuiteFile(StrictModel):
+    name: str | None = schema_field(None, "a name of letters, digits, '.', '_' or '-'",
+                                    "e.g. name: my-ml1m-sweep (the folder its records go to under results/)",
+                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = schema_field("", "a string", "e.g. description: what the suite is for")
+    seeds: list[Seed] = schema_field([0], f"a non-empty list of ints from 0 to {MAX_SEED}", "e.g. seeds: [0, 1, 2]",
+                                            min_length=1)
+    datasets: dict[str, _DatasetOptions | None] | None = schema_field(
+        None, "a mapping of dataset name to options", "e.g. datasets: {ml100k: {subset_users: 60}, ml1m: {}}")
+    runs: list[_Run] | None = schema_field(None, "a list of runs", "e.g. runs: [{method: mf, variant: bce}]")
+    timing: _Timing | None = schema_field(None, "a mapping", "e.g. timing: {warmup: 2, repeats: 5}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,20 +125,13 @@ class Suite:
     datasets: tuple[DatasetSpec, ...]
     runs: tuple[RunSpec, ...]
     timing: tuple[int, int] = (2, 5)  # (warm-up steps, timed steps) on a fixed batch after each run
+    # which file this is: "builtin:<name>" or the resolved path of a user's suite file. Records
+    # carry it, so two different files can never share a results folder (see ``identify``).
+    origin: str = ""
 
 
 def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
-
-
-def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
-    if not isinstance(obj, dict):
-        raise BenchError(f"{where} must be a mapping, got {type(obj).__name__}", "see bench/suites.py for the format")
-    extra = set(obj) - allowed
-    if extra:
-        key = sorted(extra)[0]
-        raise BenchError(f"{where}: unknown key {key!r}", did_you_mean(key, allowed))
-    return obj
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -93,41 +142,44 @@ def load_suite(name_or_path: str) -> Suite:
             raise unknown("suite", name_or_path, suite_names())
     elif not path.exists():
         raise BenchError(f"suite file {path} not found", "give a suite name from `python -m bench ls` or a YAML path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:  # never skip a broken suite silently
-        raise BenchError(f"suite {path} is not valid YAML: {e}", "fix the YAML syntax") from None
+    raw = read_yaml(path, "suite", "give a suite name from `python -m bench ls` or a YAML suite file")
     where = f"suite {path.stem}"
-    raw = _check_keys(raw, SUITE_KEYS, where)
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise BenchError(f"{where}: seeds must be a non-empty list of ints, got {seeds!r}", "e.g. seeds: [0, 1, 2]")
-    datasets = []
-    for dname, opts in (raw.get("datasets") or {}).items():
-        opts = _check_keys(opts or {}, DATASET_KEYS, f"{where}: dataset {dname}")
-        for key, example in POSITIVE_DATASET_KEYS.items():
-            v = opts.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-                raise BenchError(f"{where}: dataset {dname}: {key} must be a positive int, got {v!r}",
-                                 f"e.g. {key}: {example}, or leave it out")
-        datasets.append(DatasetSpec(dname, opts.get("subset_users"), int(opts.get("subset_seed", 0)),
-                                    opts.get("max_eval_rows"), bool(opts.get("optional", False)),
-                                    opts.get("dataset"), opts.get("few_shot"), int(opts.get("few_shot_seed", 0)),
-                                    opts.get("top_items")))
+    try:
+        spec = _SuiteFile.model_validate(raw)
+    except ValidationError as e:
+        raise schema_error(e, _SuiteFile, raw, where, FORMAT_FIX) from None
+    datasets = tuple(DatasetSpec(name, **(opts or _DatasetOptions()).model_dump())
+                     for name, opts in (spec.datasets or {}).items())
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
+    names = [d.name for d in datasets]
     runs = []
-    for i, r in enumerate(raw.get("runs") or []):
-        r = _check_keys(r, RUN_KEYS, f"{where}: runs[{i}]")
-        if "method" not in r:
-            raise BenchError(f"{where}: runs[{i}] has no method", "add `method: NAME`")
-        ds = r.get("datasets")
-        runs.append(RunSpec(str(r["method"]), r.get("variant"), dict(r.get("overrides") or {}),
-                            tuple(ds) if ds else None, r.get("budget")))
-    timing = _check_keys(raw.get("timing") or {}, TIMING_KEYS, f"{where}: timing")
-    warmup, repeats = timing.get("warmup", 2), timing.get("repeats", 5)
-    if not all(isinstance(v, int) and v >= 0 for v in (warmup, repeats)):
-        raise BenchError(f"{where}: timing warmup / repeats must be ints >= 0, got {warmup!r} / {repeats!r}",
-                         "e.g. timing: {warmup: 2, repeats: 5} (repeats: 0 turns step timing off)")
-    return Suite(path.stem, str(raw.get("description", "")), tuple(seeds), tuple(datasets), tuple(runs),
-                 (warmup, repeats))
+    for i, r in enumerate(spec.runs or []):
+        for d in r.datasets or []:
+            if d not in names:
+                raise BenchError(f"{where}: runs[{i}].datasets names {d!r}, which is not one of the suite's datasets",
+                                 did_you_mean(d, names))
+        runs.append(RunSpec(r.method, r.variant, dict(r.overrides or {}), tuple(r.datasets) if r.datasets else None,
+                            r.budget))
+    timing = spec.timing or _Timing()
+    name, origin = identify(path, spec.name)
+    return Suite(name, spec.description or "", tuple(spec.seeds), datasets, tuple(runs),
+                 (timing.warmup, timing.repeats), origin)
+
+
+def identify(path: Path, declared: str | None) -> tuple[str, str]:
+    """(name, origin) of a suite file. The name is the folder its records go to: a built-in
+    suite's file stem, a user's file's declared ``name:`` or else its stem. A user's file may not
+    take a built-in suite's name, or the two would silently replace each other's records."""
+    builtin = path.resolve().parent == SUITE_DIR.resolve()
+    name = declared or path.stem
+    if builtin:
+        if declared and declared != path.stem:
+            raise BenchError(f"built-in suite {path.stem} declares name {declared!r}",
+                             f"a built-in suite is named by its file: use name: {path.stem} or drop the key")
+        return name, f"builtin:{name}"
+    if name in suite_names():
+        raise BenchError(f"suite file {path} is named {name!r}, like the built-in suite {name}: both would write "
+                         f"<results>/{name}/ and replace each other's records",
+                         f"give the file a unique name, e.g. add `name: my-{name}` to it")
+    return name, str(path.resolve())

@@ -29,6 +29,8 @@ class GraphLoRAConfig(LLMConfig):
     alpha_f: float = 1.0
     beta_f: float = 0.1
     # collaborative embeddings: MF (d = the cached MF run's width), shared by projector and GNN
+    cf_method: str = "mf"  # registered CF baseline with a user table whose embeddings seed the MF
+    cf_variant: str = "bce"
     mf_trainable: bool = True
     gnn_lr: float = 1e-3  # Adam (no weight decay) for MF, GNN and P; AdamW at ``lr`` for LoRA + projector
     projector_mult: int = 10  # input projector Linear(d, 10d) - ReLU - Linear(10d, hidden), as CoLLM

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from bench.data.schema import Split
-from bench.errors import unknown
+from bench.errors import BenchError, unknown
 from bench.llm.batching import Batch
-from bench.llm.cf import cf_embeddings
 from bench.llm.recommender import LLMRecommender, Stage
+from bench.method import CFDependency
 from graphlora.config import GraphLoRAConfig
 from graphlora.encoders import GraphEncoder, Subgraphs
 from graphlora.injection import SlotInjector, lora_modules_of_layer
@@ -50,9 +50,16 @@ class GraphLoRA(LLMRecommender):
             return {"inject_layer": int(m.group(1))}
         raise unknown("variant of graphlora", name, list(cls.variants) + ["layer-<k>"])
 
+    @classmethod
+    def cf_dependencies(cls, config: GraphLoRAConfig) -> list[CFDependency]:
+        return [CFDependency(config.cf_method, config.cf_variant)]
+
     def build(self, split: Split) -> None:
         c = self.config
-        cf = cf_embeddings(split, "mf", "bce", self.ctx.seed, self.ctx.device)
+        cf = self.load_cf(split)
+        if cf.user is None:
+            raise BenchError(f"GraphLoRA's graph nodes need a user table, and {c.cf_method} ({cf.source}) has none",
+                             "set cf_method to a CF method with user embeddings (mf, lightgcn, ngcf)")
         self.cf_source = cf.path
         # MF embeddings shared by the input projector and the graph encoder (trainable by default)
         self.modules["user_emb"] = nn.Embedding.from_pretrained(torch.as_tensor(cf.user), freeze=not c.mf_trainable)

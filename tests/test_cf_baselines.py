@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bench.data import subset
+from bench.embeddings import load as load_embeddings
 from bench.report import render_all
 from bench.runner import run_suite
 
@@ -44,7 +45,7 @@ def test_all_four_train_and_record(suite_run, ml1m):
     assert set(recs) == {"mf", "lightgcn", "ngcf", "sasrec"}
     small = subset(ml1m, 60, 3)
     for name, rec in recs.items():
-        assert rec["status"] == "ok" and rec["seed"] == 0
+        assert rec["status"] == "ok" and rec["key"]["seed"] == 0
         assert rec["split"]["fingerprint"] == small.fingerprint
         assert rec["metrics"]["test"]["n_rows"] == len(small.test)
         assert 0.0 <= rec["metrics"]["test"]["auc"] <= 1.0
@@ -53,13 +54,13 @@ def test_all_four_train_and_record(suite_run, ml1m):
         per_user = rec["per_user_auc"]["test"]  # what the report's paired bootstrap reads
         assert per_user and np.mean(list(per_user.values())) == pytest.approx(rec["metrics"]["test"]["uauc"], abs=1e-5)
         assert "valid" not in rec["per_user_auc"] and rec["device_name"].startswith("CPU")
-        emb = np.load(rec["artifacts"]["embeddings"])
-        assert emb["item"].shape[0] == ml1m.n_items
+        emb = load_embeddings(rec["artifacts"]["embeddings"])
+        assert emb.item.shape[0] == ml1m.n_items
         trained_items = np.unique(small.train["item"])
-        assert np.abs(emb["item"][trained_items]).sum() > 0
+        assert np.abs(emb.item[trained_items]).sum() > 0
     # argv did not leak: MF kept its configured width, not --embedding_size=7
     assert recs["mf"]["config"]["embedding_size"] == 32
-    assert np.load(recs["mf"]["artifacts"]["embeddings"])["user"].shape == (ml1m.n_users, 32)
+    assert load_embeddings(recs["mf"]["artifacts"]["embeddings"]).user.shape == (ml1m.n_users, 32)
     assert recs["ngcf"]["fit"]["protocol"] == "recbole"
 
 
@@ -119,8 +120,8 @@ def test_sasrec_native_protocol_embeds_rows_of_users_and_items_recbole_never_saw
     counts = run_suite(str(suite), results_dir=tmp_path / "results", data_dir=str(data_dir), device="cpu", progress=False)
     assert counts["done"] == 1, counts
     rec = json.loads(next((tmp_path / "results" / "sas").glob("*.json")).read_text())
-    emb = np.load(rec["artifacts"]["embeddings"])
-    assert emb["rows_train"].shape[0] == len(small.train) and np.isfinite(emb["rows_train"]).all()
+    keys, vectors = load_embeddings(rec["artifacts"]["embeddings"]).rows["train"]
+    assert len(keys) == vectors.shape[0] == len(small.train) and np.isfinite(vectors).all()
 
 
 def test_sasrec_row_embeddings_run_each_history_once_and_equal_a_per_row_forward(tmp_path, ml1m):

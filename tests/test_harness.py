@@ -13,6 +13,8 @@ from bench.errors import BenchError
 from bench.registry import get_method, method_table
 from bench.suites import load_suite, suite_names
 
+from _records import run_record
+
 REPO_FILES = ("bench", "baselines")
 
 
@@ -97,9 +99,9 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     key = records.RunKey("s", "d", "m", "v", 0)
     path = key.path(tmp_path)
     cfg = {"lr": 0.1}
-    rec = {"schema_version": records.SCHEMA_VERSION, "status": "ok", "config": cfg,
-           "split": {"fingerprint": "fp"}}
-    records.write_atomic(path, rec)
+    records.write_record(path, run_record(config=cfg))
+    assert records.is_finished(path, cfg, "fp", key=key)
+    assert not records.is_finished(path, cfg, "fp", key=records.RunKey("s", "d", "m", "v", 1))  # another run's
     assert records.is_finished(path, cfg, "fp")
     assert not records.is_finished(path, {"lr": 0.2}, "fp")  # config changed -> rerun
     assert not records.is_finished(path, cfg, "other")  # split changed -> rerun
@@ -108,7 +110,7 @@ def test_records_are_atomic_and_finished_only_when_ok(tmp_path):
     assert not records.is_finished(path, {"lr": 0.1, "dtype": "bfloat16"}, "fp", {"lr": 0.5, "dtype": "auto"})
     assert not records.is_finished(path, {"lr": 0.1, "dtype": "auto"}, "fp")  # without defaults: exact
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
-    path.write_text('{"schema_version": 1, "status": "o')  # truncated by a crash
+    path.write_text('{"schema_version": 2, "status": "o')  # truncated by a crash
     assert not records.is_finished(path, cfg, "fp")
     with pytest.raises(TypeError):  # a write that fails midway leaves the old file untouched
         records.write_atomic(path, {"x": 1, "y": {1, 2}, "z": object.__new__(type("Unserialisable", (), {"__str__": None}))})

@@ -135,6 +135,7 @@ def test_same_seed_same_scores_on_cpu(ml100k, tmp_path):
     m2.fit(small)
     assert np.allclose(m1.score(small.test), m2.score(small.test), atol=1e-6)
     assert a["stages"]["lora"]["steps"] == 2
+    assert set(a["setup_s"]) == {"backbone_load"} and a["setup_s"]["backbone_load"] > 0  # no CF embeddings
 
 
 def test_llm_path_never_imports_recbole_and_names_the_missing_cf_run(ml100k, tmp_path, monkeypatch):

@@ -20,10 +20,14 @@ def record(root: Path, method: str, variant: str, seed: int, auc: float, uauc: f
            few_shot=None) -> None:
     test = {"auc": auc, "uauc": uauc, "ndcg@10": 0.8 + auc / 10, "n_rows": 7331,
             "warm/auc": auc + 0.02, "cold/auc": auc - 0.03, "warm/uauc": uauc, "cold/uauc": None if uauc is None else uauc - 0.05}
-    rec = {"schema_version": 1, "suite": suite, "dataset": dataset, "method": method, "variant": variant, "seed": seed,
-           "status": "ok", "split": {"fingerprint": f"fp-{dataset}", "subset_users": None, "max_eval_rows": None, "stats": STATS,
-                                      "few_shot": few_shot, "source": "ml100k" if few_shot else dataset},
-           "metrics": {"valid": {"auc": valid_auc if valid_auc is not None else auc, "uauc": uauc}, "test": test},
+    rec = {"schema_version": 2, "key": {"suite": suite, "dataset": dataset, "method": method, "variant": variant,
+                                         "seed": seed},
+           "status": "ok", "config": {}, "config_hash": "c0ffee", "started": "2026-01-01T00:00:00+00:00",
+           "finished": "2026-01-01T01:00:00+00:00",
+           "split": {"fingerprint": f"fp-{dataset}", "stats": STATS, "source": "ml100k" if few_shot else dataset,
+                     "transforms": [{"name": "few_shot", "n": few_shot, "seed": 0}] if few_shot else []},
+           "metrics": {"valid": {"auc": valid_auc if valid_auc is not None else auc, "uauc": uauc, "n_rows": 10401},
+                       "test": test},
            "per_user_auc": {"test": per_user or {}}, "params": {"trainable": params},
            "timing": {"train_s": 100.0, "infer_test_s": 10.0, "train_step_s": step[0], "infer_step_s": step[1]},
            "device": "cuda", "device_name": "Test GPU 80GB", "budget": budget}

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.data.schema import COLUMNS, PARTS, Split, fingerprint
+from bench.data import split_cache
+from bench.data.schema import COLUMNS, PARTS, Split
 from bench.errors import BenchError, unknown
 
 # name -> (loader "module:function", needs a data dir, version bumped when the loader changes)
@@ -25,7 +25,8 @@ DATASETS: dict[str, tuple[str, bool, int]] = {
     "bookcrossing-tallrec": ("bench.data.bookcrossing:load_tallrec", True, 1),
 }
 
-__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "top_items", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir"]
+__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "top_items", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir",
+           "transform_steps"]
 
 
 def cache_dir() -> Path:
@@ -70,22 +71,14 @@ def load_full(name: str, data_dir: str | Path | None = None, use_cache: bool = T
         raise unknown("dataset", name, DATASETS)
     ddir = resolve_data_dir(data_dir) if DATASETS[name][1] else None
     key = f"{name}-v{DATASETS[name][2]}-{_source_stamp(ddir)}"
-    path = cache_dir() / "splits" / f"{key}.pkl"
-    if use_cache and path.exists():
-        try:
-            with open(path, "rb") as f:
-                split = pickle.load(f)
-            if isinstance(split, Split) and split.fingerprint == fingerprint(split):
-                return split
-        except Exception:  # a stale or truncated cache entry is rebuilt, never trusted
-            pass
+    # JSON, never pickle: the cache folder may be writable by others, and reading an entry must
+    # not run code. An entry that is corrupt or fails its fingerprint is rebuilt (split_cache).
+    path = cache_dir() / "splits" / f"{key}.json"
+    if use_cache and (cached := split_cache.read(path)) is not None:
+        return cached
     split = _load_uncached(name, ddir)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            pickle.dump(split, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        split_cache.write(path, split)
     return split
 
 
@@ -103,7 +96,7 @@ def subset(split: Split, n_users: int, seed: int = 0) -> Split:
     keep = set(np.random.default_rng(seed).choice(users, size=n_users, replace=False).tolist())
     parts = {p: df[df["user"].isin(keep)].reset_index(drop=True) for p, df in split.parts()}
     return Split(dataset=split.dataset, n_users=split.n_users, n_items=split.n_items,
-                 domain=split.domain, **parts)
+                 domain=split.domain, notes=split.notes, **parts)
 
 
 def top_items(split: Split, n_items: int) -> Split:
@@ -116,7 +109,8 @@ def top_items(split: Split, n_items: int) -> Split:
     ranked = sorted(counts.index, key=lambda i: (-counts[i], i))
     keep = set(ranked[:n_items])
     parts = {p: df[df["item"].isin(keep)].reset_index(drop=True) for p, df in split.parts()}
-    return Split(dataset=split.dataset, n_users=split.n_users, n_items=split.n_items, domain=split.domain, **parts)
+    return Split(dataset=split.dataset, n_users=split.n_users, n_items=split.n_items, domain=split.domain,
+                 notes=split.notes, **parts)
 
 
 def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
@@ -131,7 +125,7 @@ def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
     kept = split.valid_small.merge(valid[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
     return Split(dataset=split.dataset, train=split.train, valid=valid,
                  valid_small=cap(kept, max(1, n // 2)), test=cap(split.test, n),
-                 n_users=split.n_users, n_items=split.n_items, domain=split.domain)
+                 n_users=split.n_users, n_items=split.n_items, domain=split.domain, notes=split.notes)
 
 
 def few_shot(split: Split, n: int, seed: int = 0) -> Split:
@@ -153,19 +147,34 @@ def few_shot(split: Split, n: int, seed: int = 0) -> Split:
     order = first[np.random.default_rng(seed).permutation(n)]
     return Split(dataset=split.dataset, train=split.train.iloc[order].reset_index(drop=True),
                  valid=split.valid, valid_small=split.valid_small, test=split.test,
-                 n_users=split.n_users, n_items=split.n_items, domain=split.domain)
+                 n_users=split.n_users, n_items=split.n_items, domain=split.domain, notes=split.notes)
 
 
 def load_split(name: str, data_dir: str | Path | None = None, subset_users: int | None = None,
                subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None,
-               few_shot_rows: int | None = None, few_shot_seed: int = 0, top_items_n: int | None = None) -> Split:
-    split = load_full(name, data_dir, use_cache)
+               few_shot_rows: int | None = None, few_shot_seed: int = 0, top_items_n: int | None = None,
+               steps: list[dict] | None = None) -> Split:
+    """The registered dataset ``name`` with ``steps`` (``bench.data.transforms``) applied in order;
+    the keyword shorthands build the usual steps (subset, top items, few-shot, eval cap)."""
+    from bench.data import transforms
+
+    if steps is None:
+        steps = transform_steps(subset_users, subset_seed, top_items_n, few_shot_rows, few_shot_seed, max_eval_rows)
+    return transforms.apply(load_full(name, data_dir, use_cache), steps)
+
+
+def transform_steps(subset_users: int | None = None, subset_seed: int = 0, top_items_n: int | None = None,
+                    few_shot_rows: int | None = None, few_shot_seed: int = 0,
+                    max_eval_rows: int | None = None) -> list[dict]:
+    """The suite keys as the ordered transform list: user subset, top items, few-shot sample,
+    eval-row cap (seeded like the subset), each only when given."""
+    steps: list[dict] = []
     if subset_users:
-        split = subset(split, subset_users, subset_seed)
+        steps.append({"name": "subset_users", "n": subset_users, "seed": subset_seed})
     if top_items_n:
-        split = top_items(split, top_items_n)
+        steps.append({"name": "top_items", "n": top_items_n})
     if few_shot_rows:
-        split = few_shot(split, few_shot_rows, few_shot_seed)
-    return cap_eval_rows(split, max_eval_rows, subset_seed) if max_eval_rows else split
-
-
+        steps.append({"name": "few_shot", "n": few_shot_rows, "seed": few_shot_seed})
+    if max_eval_rows:
+        steps.append({"name": "max_eval_rows", "n": max_eval_rows, "seed": subset_seed})
+    return steps

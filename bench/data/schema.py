@@ -40,6 +40,9 @@ class Split:
     n_items: int
     domain: str = "movie"  # prompt wording: movie / book
     fingerprint: str = ""
+    # Loader warnings a run record must carry (e.g. a raw file that is not the published
+    # release); not part of the fingerprint, which hashes only what a method sees.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for part in PARTS:

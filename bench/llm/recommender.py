@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -21,9 +22,10 @@ from bench.config import require
 from bench.data.schema import Split
 from bench.llm.backbone import DTYPES, Backbone, autocast, kv_cache_keyword, load_backbone, synchronize, yes_logit
 from bench.llm.batching import Batch, bucketed, collate
+from bench.llm.cf import CFEmbeddings, cf_embeddings
 from bench.llm.prompts import Encoded, PromptBuilder
 from bench.llm.trainer import TrainSpec, train
-from bench.method import Method, RunContext
+from bench.method import CFDependency, Method, RunContext
 from bench.metrics import auc
 
 log = logging.getLogger("bench")
@@ -112,6 +114,8 @@ class LLMRecommender(Method):
         self._cache: dict[tuple[int, str], tuple[pd.DataFrame, list[Encoded]]] = {}
         self.fit_info: dict[str, Any] = {}
         self.prefix_sharing = self.shares_prefix  # off: score every prompt whole (tests compare both)
+        # seconds of set-up inside fit (backbone loading, CF embeddings), kept out of train time
+        self.setup_s: dict[str, float] = {}
 
     # ---- hooks ------------------------------------------------------------------------
     def build(self, split: Split) -> None:
@@ -137,6 +141,21 @@ class LLMRecommender(Method):
         """Called before each forward (e.g. to hand a layer hook this batch's slots)."""
 
     # ---- shared machinery -------------------------------------------------------------
+    def load_cf(self, split: Split, dep: CFDependency | None = None) -> CFEmbeddings:
+        """The embeddings of a CF dependency this method declared (by default its only one), so
+        what the planner ran first and what is loaded here are the same run by construction.
+        Timed as set-up: under a suite this only reads a file; called directly it may train."""
+        if dep is None:
+            deps = self.cf_dependencies(self.config)
+            if len(deps) != 1:
+                raise ValueError(f"{type(self).__name__} declares {len(deps)} CF dependencies: name the one to load")
+            dep = deps[0]
+        t0 = time.perf_counter()
+        emb = cf_embeddings(split, dep.method, dep.variant, self.ctx.seed, self.ctx.device, dep.overrides,
+                            random=self.ctx.random_cf)
+        self.setup_s["cf_embeddings"] = self.setup_s.get("cf_embeddings", 0.0) + time.perf_counter() - t0
+        return emb
+
     def lora(self, model: Any, layers: list[int] | None = None) -> Any:
         from peft import LoraConfig, get_peft_model
 
@@ -263,7 +282,13 @@ class LLMRecommender(Method):
         torch.manual_seed(self.ctx.seed)
         np.random.seed(self.ctx.seed)
         self.domain = split.domain
-        self.bb = backbone or load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed, self.config.dtype)
+        self.setup_s = {}
+        if backbone is None:
+            t0 = time.perf_counter()
+            backbone = load_backbone(self.config.backbone, self.ctx.device, self.ctx.seed, self.config.dtype)
+            synchronize(backbone.device)  # weights still being copied to the GPU are loading time too
+            self.setup_s["backbone_load"] = time.perf_counter() - t0
+        self.bb = backbone
         self.model = self.bb.model
         self.build(split)
         self.modules.to(self.bb.device)
@@ -300,6 +325,7 @@ class LLMRecommender(Method):
                 n_batches, loss_fn, evaluate, stage.spec, self.bb.device, name=f"{self.ctx.run_name}:{stage.name}",
                 progress=self.ctx.progress, dtype=self.bb.dtype)
             self.prompt = stage.prompt
+        info["setup_s"] = dict(self.setup_s)  # the runner subtracts these from the fit's wall time
         self.fit_info = info
         return info
 
@@ -309,8 +335,6 @@ class LLMRecommender(Method):
     def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float]:
         """Median train step (forward + backward over every trained parameter, no optimiser update,
         so nothing learnt changes) and inference step on one fixed batch, synchronised on CUDA."""
-        import time
-
         dev = self.bb.device
         fixed = rows.head(max(self.config.batch_size, self.config.eval_batch_size)).reset_index(drop=True)
         train_batch = next(self._batches(fixed.head(self.config.batch_size), self.prompt, self.config.batch_size, shuffle=False))

@@ -8,6 +8,7 @@ refused. Which run fills which row comes from a layout file (``bench/layouts/``)
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -17,13 +18,13 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.records import read_record
+from bench.records import Scan, writable_dir
 from bench.report.frame import load_frame
 from bench.report.layout import DEFAULT_LAYOUT, Layout, load_layout
 from bench.report.stats import MISSING, fmt_cell, mean_ci
 from bench.report import tables
-from bench.report.tables import _given
 
+log = logging.getLogger("bench")
 __all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
 
 
@@ -62,12 +63,7 @@ def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def _data_note(dataset: str, r: pd.Series) -> str:
-    parts = [f"{int(r['subset_users'])}-user subset" if _given(r.get("subset_users")) else "all users"]
-    if _given(r.get("few_shot")):
-        parts.append(f"few-shot: a seeded sample of {int(r['few_shot'])} train rows")
-    if _given(r.get("max_eval_rows")):
-        parts.append(f"seeded samples of at most {int(r['max_eval_rows'])} valid / test rows")
-    return f"{dataset}: " + ", ".join(parts)
+    return f"{dataset}: {r['data']}"
 
 
 TABLES: tuple[tuple[str, str, Callable[..., tables.Table]], ...] = (
@@ -88,16 +84,37 @@ def _empty(body: list[list[str]]) -> bool:
     return not any(re.match(r"^(\*\*|\\textbf\{)?-?\d", c) for row in body for c in row)
 
 
+def _failures(df: pd.DataFrame, found: Scan) -> list[str]:
+    """Every run whose latest attempt failed: newer than its finished record, or never finished."""
+    out = []
+    if not df.empty:
+        for _, r in df[df["latest_failed"].notna()].iterrows():
+            out.append(f"{r['suite']}/{r['dataset']}__{r['method']}__{r['variant']}__seed{r['seed']}: the latest "
+                       f"attempt failed ({r['latest_failed']}); its cells ({tables.STALE}) show the older finished record")
+    for f in found.failed_only():
+        out.append(f"{f.key.suite}/{f.run_key.stem}: failed, no finished record ({f.error})")
+    return out
+
+
 def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAYOUT) -> list[Path]:
     if not results_dir.exists():
         raise BenchError(f"results directory {results_dir} does not exist", "run `python -m bench run --suite smoke` first")
+    if not results_dir.is_dir():
+        raise BenchError(f"--results-dir {results_dir} is a file, not a directory",
+                         "pass the folder `bench run` wrote into (default: results)")
     layout: Layout = load_layout(layout_path)
-    df, bad = load_frame(results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir, "--out")
+    df, found = load_frame(results_dir)
+    failures = _failures(df, found)
+    for line in found.problems + failures:  # on the terminal too, not only in the file
+        log.warning("%s", line)
     written: list[Path] = []
     md: list[str] = ["# recbench results", ""]
-    if bad:
-        md += ["Unreadable or foreign files in results/ (ignored):", ""] + [f"- `{p}`" for p in bad] + [""]
+    if found.problems:
+        md += ["Files in results/ that were not counted (unreadable, invalid, copied or misplaced):", ""] + [
+            f"- {p}" for p in found.problems] + [""]
+    if failures:
+        md += ["Runs whose latest attempt failed:", ""] + [f"- {f}" for f in failures] + [""]
     if df.empty:
         md.append("No finished runs yet.")
     for suite, g in (df.groupby("suite") if not df.empty else []):
@@ -106,6 +123,9 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
         sdir.mkdir(parents=True, exist_ok=True)
         note = "; ".join(_data_note(d, r) for d, r in g.groupby("dataset").first().iterrows())
         md += [f"## Suite `{suite}`", "", f"Data: {note}.", ""]
+        for dataset, notes in g.groupby("dataset")["notes"].first().items():
+            md += [f"- {dataset}: {n}" for n in notes] + ([""] if notes else [])
+        stale = g["latest_failed"].notna().any()
         for name, title, fn in TABLES:
             header, body, notes = fn(g, layout, False)
             if not body or (name != "table2" and _empty(body)):
@@ -114,6 +134,8 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
             md += [f"### {title}", "", tabulate(body, headers=header, tablefmt="github"), ""]
             if name == "table3":
                 md += [TABLE3_NOTE, ""]
+            if stale and name != "table2":
+                notes = [*notes, tables.STALE_NOTE]
             md += [f"- {n}" for n in notes] + ([""] if notes else [])
             th, tb, _ = fn(g, layout, True)
             path = sdir / f"{name}.tex"
@@ -130,31 +152,30 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
                     md += [f"![{fig_name} {dataset}]({png[0].relative_to(out_dir).as_posix()})", ""]
         dh, db = details(g)
         md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
-    bench_dir = results_dir / "benchmarks"
-    for bpath in sorted(bench_dir.glob("efficiency__*.json")) if bench_dir.exists() else []:
-        rec = read_record(bpath)
-        if not rec or rec.get("kind") != "efficiency":
-            md += [f"Unreadable efficiency record `{bpath}` (ignored).", ""]
-            continue
-        header, body, notes = tables.table6_benchmark(rec, layout)
-        md += [f"## Table 6 — efficiency benchmark `{bpath.stem}`", "", tabulate(body, headers=header, tablefmt="github"),
-               ""] + [f"- {n}" for n in notes] + [""]
-        th, tb, _ = tables.table6_benchmark(rec, layout, True)
-        tex = out_dir / "benchmarks" / f"table6_{bpath.stem}.tex"
-        tex.parent.mkdir(parents=True, exist_ok=True)
-        tex.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
-        written.append(tex)
-    for kind, title, render in (("scoring_speed", "Scoring speed", tables.scoring_speed_benchmark),
-                                ("overhead", "Harness overhead", tables.overhead_benchmark)):
-        for bpath in sorted(bench_dir.glob(f"{kind}__*.json")) if bench_dir.exists() else []:
-            rec = read_record(bpath)
+    renderers = {"efficiency": None, "scoring_speed": ("Scoring speed", tables.scoring_speed_benchmark),
+                 "overhead": ("Harness overhead", tables.overhead_benchmark)}
+    for kind in renderers:  # efficiency first, as before
+        for bpath, rec in (b for b in found.benchmarks if b[1].kind == kind):
+            payload = rec.payload()
             try:
-                header, body, notes = render(rec)
-            except (KeyError, TypeError, ValueError):  # a foreign or older record is named, never fatal
+                if kind == "efficiency":
+                    header, body, notes = tables.table6_benchmark(payload, layout)
+                    title = f"Table 6 — efficiency benchmark `{bpath.stem}`"
+                else:
+                    header, body, notes = renderers[kind][1](payload)
+                    title = f"{renderers[kind][0]} `{bpath.stem}`"
+            except (KeyError, TypeError, ValueError):  # valid provenance, payload of another shape
                 md += [f"Unreadable {kind} record `{bpath}` (ignored).", ""]
+                log.warning("%s: a %s record whose payload this report cannot read (ignored)", bpath, kind)
                 continue
-            md += [f"## {title} `{bpath.stem}`", "", tabulate(body, headers=header, tablefmt="github"), ""] + [
+            md += [f"## {title}", "", tabulate(body, headers=header, tablefmt="github"), ""] + [
                 f"- {n}" for n in notes] + [""]
+            if kind == "efficiency":
+                th, tb, _ = tables.table6_benchmark(payload, layout, True)
+                tex = out_dir / "benchmarks" / f"table6_{bpath.stem}.tex"
+                tex.parent.mkdir(parents=True, exist_ok=True)
+                tex.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
+                written.append(tex)
     path = out_dir / "results.md"
     path.write_text("\n".join(md) + "\n")
     written.insert(0, path)

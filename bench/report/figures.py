@@ -21,7 +21,8 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         path = stem.with_suffix(f".{ext}")
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        # no creation date in the PDF: re-rendering unchanged records leaves the file unchanged
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
         out.append(path)
     plt.close(fig)
     return out

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+from pydantic import ValidationError, field_validator
 
+from bench.config import StrictModel, bad_value, read_yaml, schema_error, schema_field
 from bench.errors import BenchError
 
 LAYOUT_DIR = Path(__file__).resolve().parent.parent / "layouts"
@@ -59,40 +60,119 @@ class Layout:
         return int(m.group(1)) if m else None
 
 
-def _row(raw: Any, where: str) -> Row:
-    if not isinstance(raw, dict) or "label" not in raw or "method" not in raw:
-        raise BenchError(f"layout {where}: a row needs `label` and `method`, got {raw!r}",
-                         "write rows as {label: ..., method: ..., variant: ...}")
-    v = raw.get("variant", "default")
-    return Row(str(raw["label"]), str(raw["method"]), tuple(v) if isinstance(v, list) else (str(v),))
+ROW_FIX = "write rows as {label: ..., method: ..., variant: ...} (variant: one name or a list of them)"
+FORMAT_FIX = f"see {DEFAULT_LAYOUT.name} beside bench/report/ for the format"
 
 
-def _sections(raw: Any, key: str, where: str) -> tuple[Section, ...]:
-    out = []
-    for i, s in enumerate(raw or []):
-        out.append(Section(str(s.get("name", "")), tuple(_row(r, f"{where}.{key}[{i}]") for r in s.get("rows", []))))
-    return tuple(out)
+class _Row(StrictModel):
+    label: str = schema_field(..., "a row label (a string)", ROW_FIX)
+    method: str = schema_field(..., "a method name (a string)", ROW_FIX)
+    variant: Any = schema_field(("default",), "a variant name or a list of them",
+                                "e.g. variant: bce, or variant: [two-stage, one-stage] (the first with records wins)")
+
+    @classmethod
+    def check_mapping(cls, data: dict) -> None:
+        if "label" not in data or "method" not in data:
+            raise bad_value(f"a row needs `label` and `method`, got {data!r}", ROW_FIX)
+
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, v: Any) -> tuple[str, ...]:
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        raise bad_value()
+
+    def row(self) -> Row:
+        return Row(self.label, self.method, self.variant)
+
+
+class _Section(StrictModel):
+    name: str = schema_field("", "a section name (a string)", "e.g. name: (A) Baselines")
+    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+
+    def section(self) -> Section:
+        return Section(self.name, tuple(r.row() for r in self.rows or []))
+
+
+_SECTIONS_FIX = "e.g. - {name: ..., rows: [{label: ..., method: ...}]}"
+
+
+class _Table3(StrictModel):
+    groups: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
+
+
+class _Table4(StrictModel):
+    metrics: list[str] | None = schema_field(None, "a list of metric names", "e.g. metrics: [auc, uauc, ndcg@10]")
+    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+
+
+class _Table5(StrictModel):
+    sections: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
+
+
+class _Table6(StrictModel):
+    baseline: _Row | None = schema_field(None, "a row (a mapping)", ROW_FIX)
+    sections: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
+
+
+class _Table7(StrictModel):
+    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+
+
+class _Fig4(StrictModel):
+    method: str | None = schema_field(None, "a method name (a string)", "e.g. fig4: {method: graphlora}")
+    variant_pattern: str = schema_field(r"layer-(\d+)", "a regular expression whose first group is the layer",
+                                        r'e.g. variant_pattern: "layer-(\\d+)"')
+
+    @field_validator("variant_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            groups = re.compile(v).groups
+        except re.error:
+            raise bad_value() from None
+        if not groups:
+            raise bad_value()
+        return v
+
+
+def _table(what: str, example: str) -> Any:
+    return schema_field(None, what, f"e.g. {example}")
+
+
+class _LayoutFile(StrictModel):
+    table3: _Table3 | None = _table("a mapping with `groups`", "table3: {groups: [{name: ..., rows: [...]}]}")
+    table4: _Table4 | None = _table("a mapping with `metrics` and `rows`", "table4: {metrics: [auc], rows: [...]}")
+    table5: _Table5 | None = _table("a mapping with `sections`", "table5: {sections: [{name: ..., rows: [...]}]}")
+    table6: _Table6 | None = _table("a mapping with `baseline` and `sections`",
+                                    "table6: {baseline: {label: ..., method: ...}, sections: [...]}")
+    table7: _Table7 | None = _table("a mapping with `rows`", "table7: {rows: [{label: ..., method: ...}]}")
+    fig4: _Fig4 | None = _table("a mapping with `method` and `variant_pattern`", "fig4: {method: graphlora}")
 
 
 def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
+    path = Path(path)
     if not path.exists():
         raise BenchError(f"report layout {path} not found", f"pass --layout with a file like {DEFAULT_LAYOUT.name}")
+    raw = read_yaml(path, "report layout", f"pass --layout with a file like {DEFAULT_LAYOUT.name}")
+    if raw is None:
+        raw = {}
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise BenchError(f"report layout {path} is not valid YAML: {e}", "fix the YAML syntax") from None
-    where = path.name
-    t4 = raw.get("table4") or {}
-    t6 = raw.get("table6") or {}
-    f4 = raw.get("fig4") or {}
+        spec = _LayoutFile.model_validate(raw)
+    except ValidationError as e:
+        raise schema_error(e, _LayoutFile, raw, f"layout {path.name}", FORMAT_FIX) from None
+    t3, t4, t5 = spec.table3 or _Table3(), spec.table4 or _Table4(), spec.table5 or _Table5()
+    t6, t7, f4 = spec.table6 or _Table6(), spec.table7 or _Table7(), spec.fig4 or _Fig4()
     return Layout(
-        table3=_sections((raw.get("table3") or {}).get("groups"), "groups", where),
-        table4_metrics=tuple(t4.get("metrics", ("auc", "uauc", "ndcg@10"))),
-        table4=tuple(_row(r, f"{where}.table4") for r in t4.get("rows", [])),
-        table5=_sections((raw.get("table5") or {}).get("sections"), "sections", where),
-        table6_baseline=_row(t6["baseline"], f"{where}.table6.baseline") if t6.get("baseline") else None,
-        table6=_sections(t6.get("sections"), "sections", where),
-        table7=tuple(_row(r, f"{where}.table7") for r in (raw.get("table7") or {}).get("rows", [])),
-        fig4_method=f4.get("method"),
-        fig4_pattern=f4.get("variant_pattern", r"layer-(\d+)"),
+        table3=tuple(s.section() for s in t3.groups or []),
+        table4_metrics=tuple(t4.metrics) if t4.metrics is not None else ("auc", "uauc", "ndcg@10"),
+        table4=tuple(r.row() for r in t4.rows or []),
+        table5=tuple(s.section() for s in t5.sections or []),
+        table6_baseline=t6.baseline.row() if t6.baseline else None,
+        table6=tuple(s.section() for s in t6.sections or []),
+        table7=tuple(r.row() for r in t7.rows or []),
+        fig4_method=f4.method,
+        fig4_pattern=f4.variant_pattern,
     )

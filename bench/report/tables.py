@@ -29,6 +29,17 @@ def _values(g: pd.DataFrame, col: str) -> list[float]:
     return g[col].tolist() if col in g and len(g) else []
 
 
+STALE = "‡"
+STALE_NOTE = f"{STALE} = the latest attempt of a run in this cell failed; the number is from its older finished record."
+
+
+def _cell(g: pd.DataFrame, col: str) -> str:
+    """The mean ± CI of ``col`` over ``g``'s seeds, marked when a newer attempt of one of them failed."""
+    text = fmt_cell(_values(g, col))
+    stale = text != MISSING and "latest_failed" in g and g["latest_failed"].notna().any()
+    return text + STALE if stale else text
+
+
 def _given(v: Any) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
@@ -60,10 +71,8 @@ def table2(df: pd.DataFrame, tex: bool = False) -> Table:
     for dataset, g in sorted(df.groupby("dataset")):
         r = g.iloc[0]
         body.append([esc(dataset, tex)] + [_fmt_stat(r.get(col)) for col, _ in T2_COLUMNS])
-        if _given(r.get("subset_users")) or _given(r.get("max_eval_rows")):
-            notes.append(f"{dataset}: " + ", ".join(
-                ([f"{int(r['subset_users'])}-user subset"] if _given(r.get("subset_users")) else [])
-                + ([f"valid / test capped at {int(r['max_eval_rows'])} seeded rows"] if _given(r.get("max_eval_rows")) else [])))
+        if r.get("data") and r["data"] != "all users":
+            notes.append(f"{dataset}: {r['data']}")
     return header, body, notes
 
 
@@ -103,7 +112,7 @@ def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[s
     datasets = sorted(df["dataset"].unique())
     rows = table3_rows(df, layout)
     header = ["Group", "Method"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in metrics]
-    cells = [[fmt_cell(_values(g[g["dataset"] == d], f"test/{m}")) for d in datasets for m in metrics]
+    cells = [[_cell(g[g["dataset"] == d], f"test/{m}") for d in datasets for m in metrics]
              for _, _, g in rows]
     notes = []
     for j, (d, m) in enumerate((d, m) for d in datasets for m in metrics):
@@ -148,7 +157,7 @@ def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
             if m == "params":
                 cells = [f"{int(mean_ci(v)[0]):,}" if mean_ci(v)[2] else MISSING for v in vals]
             else:
-                cells = [fmt_cell(v) for v in vals]
+                cells = [_cell(g[g["dataset"] == d], col) for _, g in picked]
             body.append([esc(d, tex) if i == 0 else "", "trainable params" if m == "params" else METRIC_LABELS.get(m, m)] + cells)
         for label, g in picked:
             g = g[g["dataset"] == d]
@@ -168,7 +177,7 @@ def table5(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
         body.append([esc(section.name, tex)] + [""] * (len(header) - 1))
         for row in section.rows:
             label, g = row.pick(df)
-            body.append([esc(label, tex)] + [fmt_cell(_values(g[g["dataset"] == d], f"test/{m}"))
+            body.append([esc(label, tex)] + [_cell(g[g["dataset"] == d], f"test/{m}")
                                              for d in datasets for m in ("auc", "uauc")])
     return header, body, []
 
@@ -204,7 +213,7 @@ def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
                 for col in ("params_trainable", tr, inf):
                     r = _ratio(g, base, col) if len(base) and len(g) else None
                     cells.append(MISSING if r is None else f"{r:.3f}" + ("" if step or col == "params_trainable" else "ʷ"))
-                body.append(["", esc(label, tex)] + cells + [fmt_cell(_values(g, "test/auc")), fmt_cell(_values(g, "test/uauc"))])
+                body.append(["", esc(label, tex)] + cells + [_cell(g, "test/auc"), _cell(g, "test/uauc")])
     devices = sorted({str(v) for v in df.get("device", pd.Series(dtype=object)).dropna()})
     notes.append(f"Measured on: {', '.join(devices) or 'unknown device'}. Ratios to {layout.table6_baseline.label} "
                  "of the same suite and dataset; ʷ = whole-run wall time (the record has no step timings).")
@@ -219,7 +228,7 @@ def table7(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
     body = []
     for (source, n), g in sorted(fs.groupby(["source", "few_shot"])):
         body.append([esc(str(source), tex), str(int(n))]
-                    + [fmt_cell(_values(row.pick(g)[1], "test/auc")) for row in layout.table7])
+                    + [_cell(row.pick(g)[1], "test/auc") for row in layout.table7])
     return header, body, ["Test AUC; train = a seeded sample of that many rows (valid / test untouched)."] if body else []
 
 
