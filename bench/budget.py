@@ -40,8 +40,12 @@ def resolve_target(target: str | int, like: Any, split, ctx: RunContext, backbon
 
 
 def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict) -> Any:
-    """The knob value whose count is closest to target (counts grow with the knob)."""
-    def count(v: int) -> int:
+    """The knob value whose count is closest to target (counts grow with the knob). A method may
+    allow only multiples of a step (``budget_step``: e.g. a width that must split into heads)."""
+    step = cls.budget_step(cfg, knob) if hasattr(cls, "budget_step") else 1
+
+    def count(k: int) -> int:
+        v = k * step
         key = (knob, v, tuple(sorted(dataclasses.asdict(cfg).items(), key=str)))
         if key not in counts:
             counts[key] = trainable_count(cls, dataclasses.replace(cfg, **{knob: v}), split, ctx, backbone)
@@ -54,7 +58,7 @@ def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
     best = min((lo, hi), key=lambda v: abs(count(v) - target))
-    return dataclasses.replace(cfg, **{knob: best})
+    return dataclasses.replace(cfg, **{knob: best * step})
 
 
 def match(cls: type, cfg: Any, target: str | int, split, ctx: RunContext, backbone=None) -> tuple[Any, dict]:

@@ -2,6 +2,12 @@
 peak memory on CUDA) of every LLM method in ONE process on ONE device, on the same fixed
 batches, as ratios to the layout's Table 6 baseline (LoRA-only with trainable MF).
 
+Two parameter counts per method: ``params_trainable``, the live parameters (what the forward
+uses and training updates), and ``params_trainable_as_published``, what the method's published
+code counts (``param_counts()["trainable_as_published"]`` where a method reports it, e.g.
+parameters it holds with ``requires_grad`` but never runs; else the live count). The paper's
+Table 6 ratios are the second kind.
+
 No training happens: parameter and time ratios do not depend on weight values, so a
 ``random:<shape>`` backbone measures them at the paper's scale (``random:llama-7b``), and the CF
 embeddings are seeded random tables of the right shape (no CF run, no RecBole needed)."""
@@ -77,8 +83,12 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
                 torch.cuda.reset_peak_memory_stats()
             t = {} if params_only else m.step_timings(split.train, warmup, repeats)
             peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-            row = {"method": method, "variant": variant, "params_trainable": m.trainable_count(),
-                   "params_total": m.param_counts()["total"], **t, "peak_mem_bytes": peak}
+            counts, live = m.param_counts(), m.trainable_count()
+            # "as published": what the method's published code counts as trainable (every
+            # requires_grad parameter, unused ones included), where a method reports it
+            row = {"method": method, "variant": variant, "params_trainable": live,
+                   "params_trainable_as_published": counts.get("trainable_as_published", live),
+                   "params_total": counts["total"], **t, "peak_mem_bytes": peak}
             log.info("%s (%s): %s", method, variant, {k: v for k, v in row.items() if k not in ("method", "variant")})
             results.append(row)
             del m
@@ -87,7 +97,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
             torch.cuda.empty_cache()
     base = results[0]
     for r in results:
-        r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"]}
+        r["ratio"] = {"params": r["params_trainable"] / base["params_trainable"],
+                      "params_as_published": r["params_trainable_as_published"] / base["params_trainable_as_published"]}
         if not params_only:
             r["ratio"].update(train_step=r["train_step_s"] / base["train_step_s"],
                               infer_step=r["infer_step_s"] / base["infer_step_s"])

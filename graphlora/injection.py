@@ -3,10 +3,12 @@
 For the chosen layer's target modules (q and v), a hook on each peft ``lora_A`` sub-module
 changes what reaches ``lora_B`` at the collaborative token positions only:
 
-- ``middle``: ``z = alpha_f * A x + beta_f * P(g_node)``, then peft applies ``B z * scaling``
+- ``middle``: ``z = alpha_f * A x + beta_f * g_node``, then peft applies ``B z * scaling``
   (LoRA's alpha/r scaling is kept: the published code drops it, a defect not copied);
-- ``pre``: ``A(x + beta_f * P(g_node))`` with P mapping to the hidden size, or with no P at
-  all when the graph signal already has the hidden size (``project=False``).
+- ``pre``: ``A(x + beta_f * g_node)``.
+
+``g_node`` is added as it is when it already has the size of what it is added to (the published
+form: the encoder ends at r), or through a P per target module (``project=True``).
 
 Everywhere else (other positions, other layers) it is plain peft LoRA. The hooks work on any
 Hugging Face causal LM whose decoder blocks are named ``...layers.<i>...``.

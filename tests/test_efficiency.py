@@ -32,7 +32,7 @@ def test_efficiency_command_writes_a_record_the_report_renders(tmp_path, monkeyp
     rows = {(e["method"], e["variant"]): e for e in rec["entries"]}
     assert list(rows)[0] == ("graphlora", "lora-trainable-mf")
     base, full = rows[("graphlora", "lora-trainable-mf")], rows[("graphlora", "default")]
-    assert base["ratio"] == {"params": 1.0, "train_step": 1.0, "infer_step": 1.0}
+    assert base["ratio"] == {"params": 1.0, "params_as_published": 1.0, "train_step": 1.0, "infer_step": 1.0}
     assert full["params_trainable"] > base["params_trainable"]  # the GNN (and its projection) on top
     assert full["ratio"]["params"] == full["params_trainable"] / base["params_trainable"]
     assert all(e["train_step_s"] > 0 and e["infer_step_s"] > 0 for e in rec["entries"])
@@ -68,18 +68,31 @@ def test_params_only_counts_the_7b_shape_on_the_meta_device(tmp_path, data_dir):
     meta device (no storage), nothing is timed."""
     out = tmp_path / "results" / "benchmarks"
     assert main(["efficiency", "--backbone", "random:llama-7b", "--params-only", "--dataset", "ml1m", "--data-dir",
-                 str(data_dir), "--methods", "graphlora,tallrec", "--device", "cpu", "--out", str(out)]) == 0
+                 str(data_dir), "--methods", "graphlora,tallrec,cora-mf", "--device", "cpu", "--out", str(out)]) == 0
     rec = json.loads((out / "efficiency__random-llama-7b__meta-params.json").read_text())
     rows = {(e["method"], e["variant"]): e for e in rec["entries"]}
     # LoRA r=8 on q and v of 32 layers of width 4096: 32 x 2 x (4096 x 8 + 8 x 4096)
     assert rows[("tallrec", "default")]["params_trainable"] == 32 * 2 * 2 * 4096 * 8
     assert rows[("tallrec", "default")]["params_total"] > 6.7e9  # the whole 7B shape, yet no memory
     graphlora = rows[("graphlora", "default")]["ratio"]
-    assert set(graphlora) == {"params"} and 1.0 < graphlora["params"] < 1.02  # the paper: 1.017
+    assert set(graphlora) == {"params", "params_as_published"} and 1.0 < graphlora["params"] < 1.02  # the paper: 1.017
     assert "train_step_s" not in rows[("graphlora", "default")]
     # the paper's Pre-A count (5.224) is a GNN in the hidden size: W1, W2 of 256x4096, 4096x4096,
     # 4096x4096 (+ biases), and no P; within 0.03% of the paper's figure
     assert abs(rows[("graphlora", "pre-hidden")]["ratio"]["params"] - 5.224) < 0.002
+    # CoRA-MF as the paper counts it (every requires_grad parameter, its Q-Former's unused BERT
+    # embeddings and text feed-forwards included) and, beside it, its live count
+    cora = rows[("cora-mf", "default")]
+    assert cora["params_trainable"] < cora["params_trainable_as_published"] and 5.0 < cora["ratio"]["params"] < 5.3
+    # the paper's three Table 6 ratios, each counted as published, within 0.5%
+    for (method, variant), paper in ((("cora-mf", "default"), 7.635), (("graphlora", "default"), 1.017),
+                                     (("graphlora", "pre-hidden"), 5.224)):
+        assert abs(rows[(method, variant)]["ratio"]["params_as_published"] - paper) <= 0.005 * paper, (method, variant)
+    # a method that reports no published count of its own: the live one stands for it
+    assert rows[("tallrec", "default")]["params_trainable_as_published"] == rows[("tallrec", "default")]["params_trainable"]
     assert main(["report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "reports")]) == 0
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "efficiency benchmark `efficiency__random-llama-7b__meta-params`" in md and "meta device" in md
+    assert "Params (live)" in md and "Params (as published)" in md
+    line = next(row for row in md.splitlines() if row.startswith("| CoRA-MF"))
+    assert f"{cora['params_trainable']:,}" in line and f"{cora['params_trainable_as_published']:,}" in line

@@ -41,7 +41,7 @@ def test_plan_groups_rows_of_one_user_by_their_exact_common_prefix():
 
 
 @pytest.mark.parametrize("name,variant,prompt", [("tallrec", "default", "text"), ("collm-mf", "one-stage", "id"),
-                                                      ("graphlora", "default", "id")])
+                                                      ("graphlora", "star", "id")])
 def test_shared_prefix_scores_equal_whole_prompt_scores(ml1m, backbone, tmp_path, name, variant, prompt):
     small = subset(ml1m, 30, 1)
     rows = small.test.head(160).reset_index(drop=True)

@@ -234,26 +234,35 @@ def table7(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
 
 # ---- Table 6 from `bench efficiency` --------------------------------------------------------
 def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> Table:
-    """One efficiency record: every LLM method's ratios to the baseline, measured in one process."""
+    """One efficiency record: every LLM method's ratios to the baseline, measured in one process.
+    Two parameter counts side by side: live (what the forward uses) and as published (what the
+    method's published code counts as trainable, unused parameters included: the paper's kind)."""
     labels = {}
     for r in ([layout.table6_baseline] if layout.table6_baseline else []) + [r for s in layout.table6 for r in s.rows]:
         labels.setdefault((r.method, r.variants[0]), r.label)
-    header = ["Method", "Trainable params", "Params", "Tr.", "Inf.", "train step ms", "infer step ms", "peak GiB"]
+    header = ["Method", "Trainable params (live)", "Params (live)", "Trainable params (as published)",
+              "Params (as published)", "Tr.", "Inf.", "train step ms", "infer step ms", "peak GiB"]
     body = []
     for e in rec["entries"]:
         label = labels.get((e["method"], e["variant"]), f"{e['method']} ({e['variant']})")
         peak = e.get("peak_mem_bytes")
         timed = "train_step_s" in e
+        published = e.get("params_trainable_as_published")  # records before both counts: missing
         body.append([esc(label, tex), f"{e['params_trainable']:,}", f"{e['ratio']['params']:.3f}",
+                     MISSING if published is None else f"{published:,}",
+                     MISSING if published is None else f"{e['ratio']['params_as_published']:.3f}",
                      f"{e['ratio']['train_step']:.3f}" if timed else MISSING,
                      f"{e['ratio']['infer_step']:.3f}" if timed else MISSING,
                      f"{1000 * e['train_step_s']:.1f}" if timed else MISSING,
                      f"{1000 * e['infer_step_s']:.1f}" if timed else MISSING,
                      f"{peak / 2**30:.2f}" if peak else MISSING])
+    counts = ("Live parameters are those the forward uses; as published adds what a method's published code "
+              "holds with requires_grad but never runs (e.g. a Q-Former's unused word / position embeddings and "
+              "text feed-forwards), as the paper's Table 6 counts.")
     if rec.get("params_only"):
         return header, body, [f"Backbone {rec['backbone']}, trainable parameters only: every model built on PyTorch's "
                               "meta device (shapes, no storage), nothing timed; ratios to the first row; CF "
-                              "embeddings of the CF models' shapes."]
+                              "embeddings of the CF models' shapes.", counts]
     precision = f" ({rec['dtype']})" if "dtype" in rec else ""
     note = (f"Backbone {rec['backbone']} on {rec['device_name']}{precision}; fixed batches of {rec['batch_size']} (train) / "
             f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
@@ -261,7 +270,7 @@ def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> 
             "ratios to the first row; no step updates the weights"
             f"{' (random: ratios do not depend on weight values)' if str(rec['backbone']).startswith('random:') else ''}"
             "; CF embeddings are seeded random tables of the CF models' shapes.")
-    return header, body, [note]
+    return header, body, [note, counts]
 
 
 def scoring_speed_benchmark(rec: dict[str, Any]) -> Table:
