@@ -8,6 +8,7 @@ import pytest
 
 from bench.data import load_split, subset
 from bench.data import amazon_book, ml1m
+from bench.data import ml1m as ml1m_module
 from bench.data.schema import COLUMNS, Split
 from bench.errors import BenchError
 
@@ -56,21 +57,42 @@ def test_missing_column_is_named(ml1m):
         Split("x", ml1m.train.drop(columns=["title"]), ml1m.valid, ml1m.valid_small, ml1m.test, 839, 3256)
 
 
+def _published_movie_order(raw):
+    """Raw movie ids in an order in which every user's same-second ratings (raw rows in published
+    order) come in their published order. The published split admits such an order (CoLLM sorted
+    its merge output, grouped by movie, with a stable sort; ``ml1m.merge_order``): 15,262 "comes
+    before" pairs over 3,255 movies and no cycle. The same ties in a random order give cycles."""
+    from graphlib import TopologicalSorter
+
+    before = TopologicalSorter({m: () for m in raw["item"].unique().tolist()})
+    for _, movies in raw.groupby(["user", "timestamp"], sort=False)["item"]:
+        movies = movies.tolist()
+        for a, b in zip(movies, movies[1:]):
+            before.add(b, a)
+    return list(before.static_order())
+
+
 def _write_raw_ml1m(ml1m_split, data_dir, out_dir):
     """Raw-format ratings.dat rebuilt from the published rows (label 1 -> 5 stars, 0 -> 2) plus
-    rows outside the kept months, and the real movies.dat."""
+    rows outside the kept months, and the real movies.dat.
+
+    The file order is NOT the published order: each user's ratings are written newest first, so
+    every group of same-second ratings (9,570 groups, 26,379 of 51,623 rows) is in the reverse of
+    its published order. What puts them back is CoLLM's merge order: movies in order of first
+    appearance in the file. A user with one rating per movie in April 2000 (month 0, dropped
+    by the protocol) opens the file and makes that order one that rebuilds the published ties."""
     movies = pd.read_csv(data_dir / "ml-1m-collm" / "movies.dat", sep="::", engine="python", header=None,
                          names=["item", "title", "genres"], encoding="latin-1")
     movie_id = dict(zip(movies["title"], movies["item"]))
     rows = pd.concat([df for p, df in ml1m_split.parts() if p != "valid_small"])
     raw = pd.DataFrame({"user": rows["user"] * 3 + 5, "item": rows["title"].map(movie_id),
                         "rating": np.where(rows["label"] == 1, 5, 2), "timestamp": rows["timestamp"]})
-    early = raw.head(50).assign(timestamp=956_000_000)  # April 2000: month 0, dropped
-    late = raw.tail(50).assign(timestamp=1_050_000_000)  # April 2003: month 36, dropped
-    # Users in reverse order: only the order within a user's same-second ratings is kept from the
-    # file (a stable sort, as CoLLM's), so whole user blocks may move freely.
-    raw = pd.concat([raw, early, late]).iloc[::-1]
-    raw = raw.iloc[::-1].sort_values("user", ascending=False, kind="stable")
+    order = _published_movie_order(raw)
+    opener = pd.DataFrame({"user": 1, "item": order, "rating": 3, "timestamp": 956_000_000})  # month 0
+    late = raw.head(50).assign(timestamp=1_050_000_000)  # April 2003: month 36, dropped
+    # Users in descending id order, each user's rows newest first (ties reversed).
+    body = pd.concat([raw, late]).iloc[::-1].sort_values("user", ascending=False, kind="stable")
+    raw = pd.concat([opener, body])
     (out_dir / "ml-1m").mkdir(parents=True)
     with open(out_dir / "ml-1m" / "ratings.dat", "w", encoding="latin-1") as f:
         for r in raw.itertuples(index=False):
@@ -78,7 +100,11 @@ def _write_raw_ml1m(ml1m_split, data_dir, out_dir):
     shutil.copy(data_dir / "ml-1m-collm" / "movies.dat", out_dir / "ml-1m" / "movies.dat")
 
 
-def test_ml1m_raw_preprocessor_rebuilds_the_published_split(tmp_path, data_dir, ml1m):
+def _row_keys(df):
+    return sorted(zip(df["user"], df["item"], df["timestamp"], df["label"]))
+
+
+def test_ml1m_raw_preprocessor_rebuilds_the_published_split(tmp_path, data_dir, ml1m, monkeypatch):
     _write_raw_ml1m(ml1m, data_dir, tmp_path)
     rebuilt = load_split("ml1m-raw", tmp_path, use_cache=False)
     assert (rebuilt.n_users, rebuilt.n_items) == (839, 3256)
@@ -89,8 +115,19 @@ def test_ml1m_raw_preprocessor_rebuilds_the_published_split(tmp_path, data_dir, 
             assert (ours[col].to_numpy() == theirs[col].to_numpy()).all(), (part, col)
         assert ours["history"].tolist() == theirs["history"].tolist()
         assert ours["history_titles"].tolist() == theirs["history_titles"].tolist()
+    # The same seeded draw of valid positions picks the same rows; recbench keeps them in valid's
+    # order, the pickle in draw order.
     assert len(rebuilt.valid_small) == 5200
-    assert rebuilt.fingerprint != ml1m.fingerprint  # valid_small is drawn anew
+    assert _row_keys(rebuilt.valid_small) == _row_keys(ml1m.valid_small)
+
+    # The fixture does test the tie order: in file order (no merge order) the split differs.
+    monkeypatch.setattr(ml1m_module, "merge_order", lambda ratings: ratings)
+    file_order = ml1m_module.load_raw(tmp_path)
+    theirs = pd.concat([ml1m.train, ml1m.valid, ml1m.test])
+    ours = pd.concat([file_order.train, file_order.valid, file_order.test])
+    last10 = [df["history_titles"].map(lambda titles: tuple(titles[-10:])).to_numpy() for df in (ours, theirs)]
+    assert (last10[0] != last10[1]).mean() > 0.5  # 71% of the rows get other prompt titles
+    assert _row_keys(file_order.valid_small) != _row_keys(ml1m.valid_small)
 
 
 def _write_amazon(tmp_path):

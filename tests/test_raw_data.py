@@ -176,6 +176,35 @@ def test_notes_survive_the_cache_and_every_transform(tmp_path, monkeypatch):
         assert derived.notes == built.notes
 
 
+def test_same_second_ratings_follow_the_published_merge_order_not_the_file(tmp_path):
+    """CoLLM merged ratings with movies first (pandas < 2.2: rows grouped by movie, movies in order
+    of first appearance in the file), then sorted by (user, time) with a stable sort. So a user's
+    same-second ratings come in the order their movies first appear in ratings.dat, whatever
+    order the user's own lines are in."""
+    lines = [
+        f"9::5::4::{EARLY_T}",  # month 2, dropped; but movie 5 first appears here ...
+        f"9::3::4::{EARLY_T}",  # ... before movie 3
+        f"1::3::5::{TRAIN_T}",  # user 1 rates 3, then 5, in the same second
+        f"1::5::5::{TRAIN_T}",
+        f"1::1::4::{TRAIN_T + 60}",
+        f"1::2::2::{VALID_T}",
+        f"1::4::5::{VALID_T}",
+        f"1::6::5::{TEST_T}",
+    ]
+    write_raw(tmp_path, ratings=lines)
+    split = load_split("ml1m-raw", tmp_path, use_cache=False)
+    father, grumpier, toy = "Father of the Bride Part II (1995)", "Grumpier Old Men (1995)", "Toy Story (1995)"
+    assert split.train["title"].tolist() == [father, grumpier, toy]
+    assert split.train["item"].tolist() == [1, 2, 3]  # ids follow the same order
+    assert split.train["history_titles"].tolist() == [[], [father], [father, grumpier]]
+    assert split.test["history_titles"].tolist() == [[father, grumpier, toy, "Waiting to Exhale (1995)"]]
+    # The order of first appearance counts over the whole file: with user 9's rows the other way
+    # round, the file order wins.
+    write_raw(tmp_path, ratings=[lines[1], lines[0]] + lines[2:])
+    split = load_split("ml1m-raw", tmp_path, use_cache=False)
+    assert split.train["title"].tolist() == [grumpier, father, toy]
+
+
 # --------------------------------------------------------------------------- split cache
 
 

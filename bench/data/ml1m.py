@@ -330,9 +330,22 @@ def _split_notes(split: Split) -> list[str]:
             "{:,} items; the published CoLLM split has {:,} / {:,} / {:,} and {:,} / {:,}".format(*got, *want)]
 
 
+def merge_order(ratings: pd.DataFrame) -> pd.DataFrame:
+    """The rows in the order CoLLM's ``pd.merge(rating, item_info, on='iid', how='inner')`` left
+    them (``dataset/ml-1m/processing_ood.ipynb``, github.com/zyang1580/CoLLM): grouped by movie,
+    movies in order of first appearance in ``ratings.dat`` (over the whole file, before any month
+    is dropped), file order within a movie. That is the inner-merge order of pandas < 2.2 (pandas
+    2.2 keeps plain left order, pandas issue 55774); the notebook ran on the older behaviour: its
+    merged frame starts with user 1's and then user 2's rating of movie 1193, the file's first
+    movie. The stable (user, timestamp) sort that follows keeps this order among a user's
+    same-second ratings, and that order decides histories, item ids and the valid_small draw."""
+    first_seen = pd.factorize(ratings["item"])[0]
+    return ratings.iloc[np.argsort(first_seen, kind="stable")]
+
+
 def preprocess_raw(ratings: pd.DataFrame, titles: dict, name: str = "ml1m-raw") -> Split:
     rule = by_month(ORIGIN, train=WINDOWS["train"], valid=WINDOWS["valid"], test=WINDOWS["test"])
-    return build_split(name, ratings, titles, rule, label_threshold=4,
+    return build_split(name, merge_order(ratings), titles, rule, label_threshold=4,
                        valid_small_frac=ROWS["valid_small"] / ROWS["valid"], domain="movie")
 
 

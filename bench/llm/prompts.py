@@ -34,6 +34,17 @@ ID_TEMPLATE = (
 TEMPLATES = {"text": TEXT_TEMPLATE, "id": ID_TEMPLATE}
 
 
+def register_template(kind: str, template: str) -> str:
+    """Add a prompt kind (a method's own template, with the same ``{items}`` / ``{item}`` /
+    ``{history}`` / ``{target}`` fields and any number of slots); registering the same text
+    twice is a no-op, another text under a taken kind an error. Returns ``kind``."""
+    known = TEMPLATES.get(kind)
+    if known is not None and known != template:
+        raise ValueError(f"prompt kind {kind!r} is already registered with another template")
+    TEMPLATES[kind] = template
+    return kind
+
+
 @dataclasses.dataclass(frozen=True)
 class Encoded:
     input_ids: list[int]
