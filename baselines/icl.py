@@ -21,6 +21,7 @@ from bench.config import require
 from bench.data.schema import Split
 from bench.llm.prompts import Encoded, PromptBuilder, render
 from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
+from bench.method import Method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +47,9 @@ class ICL(LLMRecommender):
     def stages(self) -> list[Stage]:
         return []  # nothing is trained: fit only loads the backbone
 
-    def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float] | None:
-        return None  # no train step to time
+    # no train step to time: the base Method's (None), which also keeps ICL out of Table 6's
+    # efficiency benchmark (it measures methods with a timed step)
+    step_timings = Method.step_timings
 
     # ---- demonstrations -----------------------------------------------------------------
     def _demo_rows(self, user: Any, ts: Any) -> list[Any]:

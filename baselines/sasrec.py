@@ -1,21 +1,49 @@
 """SASRec through RecBole: 2 blocks, 1 head, dropout 0.2, max length 25, d=64. The sequence is
-the row's history of earlier positives (as CoLLM's SASRec baseline)."""
+the row's history of earlier positives (as CoLLM's SASRec baseline).
+
+Settings of CoLLM's SASRec baselines (PROTOCOLS-BASELINES.md part 2 section 3.2). ML-1M (the
+defaults): ``baseline_train_sasrec.py``'s recorded best and saved version, the checkpoint CoLLM
+loads (``0920sasrec_ml_1m_best_model_d64lr-0.01wd0.01len25.pth``): lr 1e-2, weight decay 1e-2,
+d 64, max length 25, batch 2048, patience 100; its point-wise feed-forward is two d -> d
+convolutions, so ``inner_size`` is 64 (= d; RecBole's default is 256). Amazon-Book
+(``per_dataset``): ``baseline_train_sasrec_amazon.py``'s saved version: lr 1e-3, weight decay
+1e-3, max length 20, batch 10240, patience 100. The ``recbole`` variant keeps recbench's earlier
+settings (lr 1e-3, weight decay 1e-4, inner size 256, patience 20) everywhere.
+"""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from baselines._recbole_cf import CFConfig, RecBoleCF
+from baselines._recbole_cf import CFConfig
+from baselines.lightgcn import PerDatasetCF
+from bench.config import check_per_dataset, on_dataset
+
+AMAZON_BOOK = {"learning_rate": 1e-3, "weight_decay": 1e-3, "max_seq_length": 20, "train_batch_size": 10240,
+               "stopping_step": 100}
 
 
 @dataclasses.dataclass(frozen=True)
 class SASRecConfig(CFConfig):
     embedding_size: int = 64  # hidden size
+    learning_rate: float = 1e-2
+    weight_decay: float = 1e-2
+    stopping_step: int = 100
     n_layers: int = 2
     n_heads: int = 1
-    inner_size: int = 256
+    inner_size: int = 64  # feed-forward width (CoLLM's: d -> d)
     dropout: float = 0.2  # hidden and attention dropout
     max_seq_length: int = 25
+    # source dataset -> this config's fields on it (the published per-dataset settings)
+    per_dataset: dict[str, dict[str, Any]] = dataclasses.field(
+        default_factory=lambda: {"amazon-book": dict(AMAZON_BOOK)})
+
+    def validate(self) -> None:
+        super().validate()
+        check_per_dataset(self)
+
+    def on_dataset(self, dataset: str) -> "SASRecConfig":
+        return on_dataset(self, dataset)
 
     def model_params(self) -> dict[str, Any]:
         return {"hidden_size": self.embedding_size, "n_layers": self.n_layers, "n_heads": self.n_heads,
@@ -24,8 +52,11 @@ class SASRecConfig(CFConfig):
                 "loss_type": "CE"}
 
 
-class SASRec(RecBoleCF):
+class SASRec(PerDatasetCF):
     Config = SASRecConfig
+    variants = {"bce": {"protocol": "bce"},
+                "recbole": {"protocol": "recbole", "learning_rate": 1e-3, "weight_decay": 1e-4, "inner_size": 256,
+                            "stopping_step": 20, "per_dataset": {}}}
     recbole_model = "SASRec"
     sequential = True
     native_neg_sampling = None  # RecBole's SASRec trains with full-softmax CE on positives

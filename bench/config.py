@@ -251,3 +251,21 @@ def read_yaml(path: Path, what: str, fix: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:  # never skip a broken file silently
         raise BenchError(f"{what} {path} is not valid YAML: {e}", "fix the YAML syntax") from None
+
+
+# per-dataset settings: a method config's ``per_dataset`` field maps a dataset name to field values
+def check_per_dataset(cfg: Any) -> None:
+    """``per_dataset`` is {dataset: {field: value}} with known fields and valid values."""
+    owner = type(cfg).__name__
+    require(isinstance(cfg.per_dataset, dict) and all(isinstance(v, dict) for v in cfg.per_dataset.values()),
+            owner, "per_dataset must map dataset names to {field: value} mappings",
+            "e.g. per_dataset: {amazon-book: {learning_rate: 1.0e-4}}")
+    for values in cfg.per_dataset.values():
+        require("per_dataset" not in values, owner, "per_dataset cannot set per_dataset", "drop the nested key")
+        build_config(type(cfg), {**config_dict(cfg), "per_dataset": {}}, values)  # raises on a bad key / value
+
+
+def on_dataset(cfg: Any, dataset: str) -> Any:
+    """The config with ``per_dataset[dataset]`` applied (unchanged for a dataset not listed)."""
+    values = cfg.per_dataset.get(dataset)
+    return build_config(type(cfg), config_dict(cfg), values) if values else cfg

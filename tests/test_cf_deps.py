@@ -81,6 +81,7 @@ def test_dependencies_are_planned_first_once_each_and_a_later_suite_entry_moves_
     suite = _suite(tmp_path, f"""\
   - {{method: collm-mf, overrides: {TINY}}}
   - {{method: graphlora, overrides: {TINY}}}
+  - {{method: binllm, variant: frozen-mf-hash, overrides: {TINY}}}
   - {{method: binllm, overrides: {TINY}}}
   - {{method: tallrec, overrides: {TINY}}}
   - {{method: mf, variant: bce}}
@@ -91,13 +92,14 @@ def test_dependencies_are_planned_first_once_each_and_a_later_suite_entry_moves_
         ("ml100k", "collm-mf", "two-stage", 0),
         ("ml100k", "graphlora", "default", 0),
         ("ml100k", "mf", "bce+embedding_size=32", 0),  # BinLLM's d=32 MF: a run of its own
-        ("ml100k", "binllm", "plain", 0),
+        ("ml100k", "binllm", "frozen-mf-hash", 0),
+        ("ml100k", "binllm", "plain", 0),  # the published joint hashing trains its own MF: no CF run
         ("ml100k", "tallrec", "default", 0),
     ]
     mf, collm, graphlora, mf32, binllm = runs[:5]
     assert mf.spec is suite.runs[-1]  # reused, not a copy
     assert planned_dependencies(collm, runs) == [mf] and planned_dependencies(graphlora, runs) == [mf]
-    assert planned_dependencies(binllm, runs) == [mf32] and planned_dependencies(mf, runs) == []
+    assert planned_dependencies(binllm, runs) == [mf32] and planned_dependencies(runs[5], runs) == [] and planned_dependencies(mf, runs) == []
     assert mf32.config.embedding_size == 32 and mf.config.embedding_size == 256  # MF's default width
     assert config_hash(mf.config_dict) != config_hash(mf32.config_dict)
 
@@ -135,7 +137,7 @@ def test_the_runner_and_the_llm_method_derive_the_same_embeddings_directory(tmp_
 
     suite = _suite(tmp_path, f"""\
   - {{method: mf, variant: bce, overrides: {{epochs: 3}}}}
-  - {{method: binllm, overrides: {TINY}}}
+  - {{method: binllm, variant: frozen-mf-hash, overrides: {TINY}}}
   - {{method: collm-mf, overrides: {TINY}}}
 """, datasets="small: {dataset: ml100k, subset_users: 12}")
     split = subset(ml100k, 12, 0)

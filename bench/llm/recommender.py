@@ -292,6 +292,9 @@ class LLMRecommender(Method):
         self.model = self.bb.model
         self.build(split)
         self.modules.to(self.bb.device)
+        stages = self.stages()
+        if stages:  # prepared but untrained (step timings): score with the prompt training ends on
+            self.prompt = stages[-1].prompt
 
     def fit(self, split: Split) -> dict[str, Any]:
         self.prepare(split)
