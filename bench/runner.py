@@ -136,8 +136,8 @@ def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int]) 
     if spec.budget is not None and not hasattr(cls, "budget_knobs"):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
     label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
-    return [PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, seed), ds, spec, cls, cfg, suite.timing)
-            for seed in seeds]
+    return [PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, seed), ds, spec, cls, cfg, suite.timing,
+                       suite.origin) for seed in seeds]
 
 
 def _dependency_config(dep: CFDependency) -> tuple[type, str, Any]:
@@ -185,7 +185,7 @@ def _with_dependencies(suite: Suite, entries: list[tuple[DatasetSpec, RunSpec]],
     def resolve(run: PlannedRun, dep: CFDependency) -> PlannedRun:
         cls, variant, cfg = _dependency_config(dep)
         candidate = PlannedRun(records.RunKey(suite.name, run.dataset.name, dep.method, "", run.key.seed), run.dataset,
-                               RunSpec(dep.method, variant, dict(dep.overrides)), cls, cfg, suite.timing)
+                               RunSpec(dep.method, variant, dict(dep.overrides)), cls, cfg, suite.timing, suite.origin)
         runs = pool(dep.method)
         for other in runs:
             if other.spec.budget is None and _identity(other) == _identity(candidate):
@@ -374,8 +374,6 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
     """Every planned run of the suite, in this process (``local``) or as Ray tasks (``ray``)."""
     suite = load_suite(suite_name)
     runs = plan(suite, methods, datasets, seeds)
-    for run in runs:
-        run.suite_origin = suite.origin
     counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
     if executor not in ("local", "ray"):
         raise unknown("executor", executor, ["local", "ray"])

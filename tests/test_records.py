@@ -252,3 +252,15 @@ def test_two_suite_files_of_one_name_never_share_records(tmp_path):
     write(res, run_record("mine", "ml100k", "mf", "bce", 0, suite_file=str((a / "mine.yaml").resolve())))
     with pytest.raises(BenchError, match="holds the records of suite file .*a/mine.yaml.*this suite is .*b/mine.yaml"):
         run_suite(str(b / "mine.yaml"), results_dir=res, device="cpu", progress=False)
+
+
+def test_every_planned_run_carries_its_suite_files_origin(tmp_path):
+    from bench.runner import plan
+    from bench.suites import load_suite
+
+    (tmp_path / "deps.yaml").write_text("datasets: {ml100k: {subset_users: 5}}\n"
+                                        "runs: [{method: collm-mf, overrides: {backbone: tiny-random}}]\n")
+    suite = load_suite(str(tmp_path / "deps.yaml"))
+    runs = plan(suite)
+    assert [r.key.method for r in runs] == ["mf", "collm-mf"]  # the planned CF dependency too
+    assert {r.suite_origin for r in runs} == {str((tmp_path / "deps.yaml").resolve())}
