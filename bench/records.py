@@ -145,6 +145,9 @@ class RunRecord(_Model):
     artifacts: dict[str, StrictStr] = {}
     budget: dict[str, Any] | None = None
     matched_config: dict[str, Any] | None = None
+    # the CF runs whose embeddings this run read: their key stem -> config hash (None: recorded
+    # before dependencies were tracked)
+    dependencies: dict[StrictStr, StrictStr] | None = None
     error: StrictStr | None = None
     traceback: StrictStr | None = None
 
@@ -295,17 +298,29 @@ def read_record(path: Path) -> AnyRecord | None:
 
 
 def is_finished(path: Path, config: dict[str, Any], fingerprint: str,
-                defaults: dict[str, Any] | None = None, key: RunKey | None = None) -> bool:
+                defaults: dict[str, Any] | None = None, key: RunKey | None = None,
+                dependencies: dict[str, tuple[str, Path]] | None = None) -> bool:
     """A finished record of the same method config on the same split (the fingerprint covers
     subsets and caps, so nothing else needs comparing), whose own key is ``key`` (a copied or
     renamed file never counts). A config key the record lacks counts as its value in
     ``defaults``: a field added to a config later leaves older records current as long as it
-    stays at its default."""
+    stays at its default.
+
+    ``dependencies`` (stem -> (config hash, record path)) are the CF runs whose embeddings the
+    run reads: a record is out of date when one of them has another config than the record
+    names, or was rerun after the record started (its embeddings may have changed, e.g. after
+    a CF baseline's settings changed: the dependent's own config does not show that)."""
     rec = read_record(path)
     if not isinstance(rec, RunRecord) or rec.status != "ok" or rec.split.fingerprint != fingerprint:
         return False
     if key is not None and rec.run_key != key:
         return False
+    for stem, (dep_hash, dep_path) in (dependencies or {}).items():
+        if rec.dependencies is not None and rec.dependencies.get(stem) != dep_hash:
+            return False
+        dep = read_record(dep_path)
+        if isinstance(dep, RunRecord) and dep.status == "ok" and dep.finished > rec.started:
+            return False
     old = dict(rec.config)
     if defaults:
         old = {**{k: v for k, v in defaults.items() if k in config}, **old}

@@ -36,6 +36,12 @@ class PlannedRun:
     config: Any
     timing: tuple[int, int] = (2, 5)  # (warm-up, timed) steps for the step timings
     suite_origin: str | None = None  # which suite file planned it (records carry it: see suites.identify)
+    needs: tuple[tuple[records.RunKey, str], ...] = ()  # its CF dependencies' (key, config hash), set by plan()
+
+    def dependency_state(self, results_dir: Path) -> dict[str, tuple[str, Path]]:
+        """Each CF dependency's stem -> (config hash, record path): what decides, beside the
+        run's own config, whether its record is current (``records.is_finished``)."""
+        return {key.stem: (h, key.path(results_dir)) for key, h in self.needs}
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -211,8 +217,10 @@ def _with_dependencies(suite: Suite, entries: list[tuple[DatasetSpec, RunSpec]],
         if run.key.stem in needed_by:
             raise BenchError(f"suite {suite.name}: {' -> '.join(needed_by + (run.key.stem,))} depend on each other",
                              "a method's cf_dependencies must not lead back to it")
-        for dep in run.method_cls.cf_dependencies(run.config):
-            place(resolve(run, dep), needed_by + (run.key.stem,))
+        deps = [resolve(run, dep) for dep in run.method_cls.cf_dependencies(run.config)]
+        for dep_run in deps:
+            place(dep_run, needed_by + (run.key.stem,))
+        run.needs = tuple((d.key, records.config_hash(d.config_dict)) for d in deps)
         placed.add(id(run))
         out.append(run)
 
@@ -245,6 +253,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         "description": run.method_cls.description,
         "config": run.config_dict,
         "config_hash": records.config_hash(run.config_dict),
+        "dependencies": {key.stem: h for key, h in run.needs} if run.needs else None,
         # the data as the run saw it, described by the record alone: the report reads nothing else
         "split": {"fingerprint": split.fingerprint, "source": run.dataset.source,
                   "transforms": dataset_steps(run.dataset), "stats": split.stats(),
@@ -321,12 +330,17 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
     follow its decision and join the run if the method trains data-parallel, else wait."""
     path = run.key.path(results_dir)
     main = distributed.is_main()
-    if main and not force and records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults, run.key):
+    deps = run.dependency_state(results_dir)
+
+    def current() -> bool:
+        return records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults, run.key, deps)
+
+    if main and not force and current():
         records.clear_stale_lock(path)
         return distributed.broadcast("skipped")
     with records.run_lock(path) if main else contextlib.nullcontext(True) as mine:
         # another live `bench run` holds this run, or finished it while we waited our turn
-        todo = bool(mine) and (force or not records.is_finished(path, run.config_dict, split.fingerprint, run.config_defaults, run.key))
+        todo = bool(mine) and (force or not current())
         if distributed.broadcast("run" if todo else "skipped") == "skipped":
             return "skipped"
         together = run.method_cls.data_parallel

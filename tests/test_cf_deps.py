@@ -4,6 +4,7 @@ embeddings (one typed file format), and reports that loading and its backbone lo
 from training. Two processes needing the same embeddings never race."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -172,6 +173,15 @@ def test_ci_suite_filtered_to_collm_runs_its_mf_first_and_collm_only_loads_it(tm
     again = run_suite("ci", results_dir=results, data_dir=str(data_dir), methods=["collm-mf"], device="cpu",
                       progress=False)
     assert again == {"done": 0, "skipped": 2, "failed": 0, "unavailable": 0}
+    assert collm["dependencies"] == {"ml1m__mf__bce+defaults__seed0": mf["config_hash"]}
+    # the MF run is redone (say its settings changed): CoLLM's own config is the same, but the
+    # embeddings it read are not, so its record is out of date and CoLLM trains again
+    mf_path = results / "ci" / "ml1m__mf__bce+defaults__seed0.json"
+    mf["finished"] = "2999-01-01T00:00:00+00:00"
+    mf_path.write_text(json.dumps(mf))
+    after = run_suite("ci", results_dir=results, data_dir=str(data_dir), methods=["collm-mf"], device="cpu",
+                      progress=False)
+    assert after == {"done": 1, "skipped": 1, "failed": 0, "unavailable": 0}
 
 
 # --- two processes, one training ---------------------------------------------------------------
@@ -197,7 +207,7 @@ def test_two_processes_needing_the_same_embeddings_train_them_once(tmp_path, dat
 
     # the session's cache, where the ml1m fixture already put the split: the racers only read it
     adir = cf_artifact_dir(subset(ml1m, 60, 0), "mf", "bce", 0, {"epochs": 5, "stopping_step": 2, "embedding_size": 8})
-    assert not adir.exists()
+    shutil.rmtree(adir, ignore_errors=True)  # left by an earlier session on a reused cache: missing again
     script = tmp_path / "racer.py"
     script.write_text(RACER)
     go = tmp_path / "go"
