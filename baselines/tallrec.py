@@ -43,7 +43,7 @@ import torch
 from bench.config import require
 from bench.data.schema import Split
 from bench.llm.batching import Batch
-from bench.llm.prompts import WORDS, Encoded
+from bench.llm.prompts import Encoded, words
 from bench.llm.recommender import LLMConfig, LLMRecommender, Stage
 
 PROTOCOLS = ("collm", "original")
@@ -93,7 +93,7 @@ def _book_list(titles: Any, authors: Any) -> list[str]:
 
 def original_prompt(domain: str, liked: list[str], disliked: list[str], target: str) -> str:
     """The Alpaca-template prompt, ending in "### Response:\\n" (entries already formatted)."""
-    item = WORDS[domain][0]
+    item = words(domain)[0]
     text_input = (f"User Preference: {', '.join(liked)}\nUser Unpreference: {', '.join(disliked)}\n"
                   f"Whether the user will like the target {item} {target}?")
     return (f"{PREAMBLE}\n\n### Instruction:\n{INSTRUCTION.format(item=item)}\n\n### Input:\n{text_input}\n\n"

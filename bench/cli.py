@@ -66,7 +66,8 @@ def _check_installed(suite_name: str, methods: list[str] | None, datasets: list[
 
     suite = load_suite(suite_name)
     names = [d.name for d in suite.datasets if not datasets or d.name in datasets]
-    wanted = [r.method for r in suite.runs if (not methods or r.method in methods)
+    chosen = {m.partition(":")[0].strip() for m in methods or []}  # METHOD:VARIANT: the method's packages
+    wanted = [r.method for r in suite.runs if (not methods or r.method in chosen)
               and any(not r.datasets or n in r.datasets for n in names)]
     for name in dict.fromkeys(wanted):
         if name in method_table():  # an unknown one gets its did-you-mean from the planner
@@ -79,19 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite (finished runs are skipped)")
     run.add_argument("--suite", required=True, help="suite name (see `ls`) or a YAML path")
-    run.add_argument("--methods", type=_csv, help="comma-separated subset of the suite's methods")
+    run.add_argument("--methods", type=_csv,
+                     help="comma-separated subset of the suite's methods; METHOD:VARIANT picks one variant, a bare "
+                          "METHOD all its variants in the suite (e.g. mf:bce,graphlora); the CF runs they need run too")
     run.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
     run.add_argument("--seeds", help="comma-separated seeds, ints from 0 to 2**32-1 (default: the suite's)")
     run.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
-    run.add_argument("--results-dir", default="results", type=Path)
+    run.add_argument("--results-dir", default="results", type=Path,
+                     help="where run records go, one folder per suite (default: results)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     run.add_argument("--force", action="store_true", help="redo runs that already have a record")
     run.add_argument("--executor", default="local", choices=["local", "ray"],
                      help="local: runs in this process (default); ray: independent runs as Ray tasks")
     run.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: a local instance)")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bars, log lines only (also off under $CI or when stderr is not a terminal)")
 
-    sub.add_parser("ls", help="list methods, datasets and suites")
+    ls = sub.add_parser("ls", help="list methods (with their variants), datasets (and where their data is) and suites")
+    ls.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
 
     eff = sub.add_parser("efficiency", help="params / train-step / inference-step ratios of every LLM method, one process, one device")
     eff.add_argument("--backbone", default="random:smollm2-135m",
@@ -142,20 +148,108 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_ls() -> int:
-    from bench.data import DATASETS
-    from bench.registry import method_table
-    from bench.suites import suite_names
+def _variants(cls: type) -> str:
+    """A method's variants in its table's order, the default marked ``*``, then the parametric
+    names its ``variant_overrides`` also takes (from its unknown-variant hint), a family of them
+    written once: ``legacy-<variant>`` for ``legacy-default``, ``legacy-gcn``, ..."""
+    names = list(cls.variants)
+    try:
+        cls.variant_overrides("\0")
+    except BenchError as e:
+        hint = [n for n in e.fix.rpartition("known: ")[2].split(", ") if n]
+        extra = [n for n in hint if n not in names]
+        base = set(names) | {n for n in extra if "<" in n}
+        families: dict[str, list[str]] = {}
+        for n in extra:
+            prefix = next((n[:i] for i in range(1, len(n)) if n[i:] in base), None)
+            families.setdefault(prefix or n, []).append(n)
+        for prefix, members in families.items():
+            names += [f"{prefix}<variant>"] if len(members) > 1 else members
+    return ", ".join(f"{n}*" if n == cls.default_variant else n for n in names)
 
-    print("methods:")
+
+def _data_subdir(target: object) -> str | None:
+    """The folder under the data dir a dataset's ``module:function`` loader reads: the ``*SUBDIR``
+    constant it names (None for any other loader, e.g. a dataset declared in YAML)."""
+    import importlib
+
+    if not isinstance(target, str) or ":" not in target:
+        return None
+    module, _, func = target.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    code = getattr(getattr(mod, func, None), "__code__", None)
+    for name in code.co_names if code else ():
+        value = getattr(mod, name, None)
+        if name.endswith("SUBDIR") and isinstance(value, str):
+            return value
+    return None
+
+
+def _data_status(target: object, needs_dir: bool, data_dir: Path | None) -> str:
+    if not needs_dir:
+        return "embedded (no data dir needed)"
+    if data_dir is None:
+        return "needs --data-dir or RECBENCH_DATA_DIR"
+    if not data_dir.is_dir():
+        return f"data dir {data_dir} does not exist"
+    sub = _data_subdir(target)
+    if sub is None:
+        return f"read from {data_dir}"
+    return f"{'found' if (data_dir / sub).exists() else 'missing'}: {data_dir / sub}"
+
+
+def _first_sentence(text: str) -> str:
+    import re
+
+    text = " ".join(text.split())
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", text, maxsplit=1)[0] if text else ""
+
+
+def _indented(rows: list[list[str]], headers: list[str], widths: list[int | None]) -> str:
+    """A table indented under its heading; columns as wide as their longest cell, long text wrapped
+    at ``widths`` (between words, never inside a hyphenated name)."""
+    import textwrap
+
+    from tabulate import tabulate
+
+    rows = [[textwrap.fill(cell, w, break_on_hyphens=False, break_long_words=False) if w else cell
+             for cell, w in zip(row, widths)] for row in rows]
+    table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return "\n".join("  " + line for line in table.splitlines())
+
+
+def cmd_ls(data_dir: str | None = None) -> int:
+    from bench.data import DATASETS, resolve_data_dir
+    from bench.registry import get_method, method_table
+    from bench.suites import load_suite, suite_names
+
+    rows = []
     for name, target in method_table().items():
-        print(f"  {name:<18} {target}")
-    print("datasets:")
-    for name, (target, needs_dir, _) in DATASETS.items():
-        print(f"  {name:<18} {'needs --data-dir' if needs_dir else 'embedded'}")
-    print("suites:")
+        try:
+            variants = _variants(get_method(name))
+        except BenchError as e:  # e.g. torch missing on a core-only install
+            variants = f"unavailable: {e.problem}"
+        rows.append([name, variants, target])
+    print("methods (run one variant with --methods METHOD:VARIANT):")
+    print(_indented(rows, ["method", "variants (* = default)", "class"], [None, 60, None]))
+    ddir = resolve_data_dir(data_dir)
+    where = "none (pass --data-dir or set RECBENCH_DATA_DIR)" if ddir is None else \
+        f"{ddir} (from {'--data-dir' if data_dir else 'RECBENCH_DATA_DIR'})"
+    print(f"datasets (data dir: {where}):")
+    rows = [[name, _data_status(target, needs_dir, ddir)] for name, (target, needs_dir, _) in DATASETS.items()]
+    print(_indented(rows, ["dataset", "data"], [None, None]))
+    print("suites (python -m bench run --suite NAME):")
+    rows = []
     for name in suite_names():
-        print(f"  {name}")
+        try:
+            about = _first_sentence(load_suite(name).description)
+        except BenchError as e:
+            about = f"does not load: {e.problem}"
+        rows.append([name, about])
+    print(_indented(rows, ["suite", "description (first sentence)"], [None, 90]))
     return 0
 
 
@@ -165,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     try:
         if args.command == "ls":
-            return cmd_ls()
+            return cmd_ls(args.data_dir)
         if args.command == "run":
             from bench.runner import check_device_name, run_suite
 

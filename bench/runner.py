@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -18,7 +19,7 @@ from bench.config import build_config, config_dict
 from bench.artifacts import artifact_dir
 from bench.data import load_split, transform_steps
 from bench.data.schema import Split
-from bench.errors import BenchError, unknown
+from bench.errors import BenchError, did_you_mean, unknown
 from bench.method import CFDependency, RunContext
 from bench.metrics import evaluate, per_user_auc
 from bench.registry import get_method, method_table
@@ -106,11 +107,63 @@ def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> N
             raise unknown(kind, w, known)
 
 
+def _run_variant(spec: RunSpec) -> tuple[str, str]:
+    """(variant, label) of a suite entry: the variant it runs, and the label its records carry."""
+    variant = spec.variant or get_method(spec.method).default_variant
+    return variant, (variant if spec.budget is None else f"{variant}@budget-{spec.budget}")
+
+
+def method_filter(suite: Suite, methods: list[str] | None) -> dict[str, set[str] | None] | None:
+    """``--methods`` items as method -> the variants to run (None: all of the suite's runs of
+    it). ``METHOD:VARIANT`` picks one variant (or a budget run's label, ``cora-mf:default@budget-graphlora``);
+    a bare method keeps meaning all its variants in the suite. An item naming a variant the
+    method lacks, or that the suite does not run, is one BenchError saying which."""
+    if not methods:
+        return None
+    out: dict[str, set[str] | None] = {}
+    for item in methods:
+        name, sep, variant = (part.strip() for part in item.partition(":"))
+        if sep and not (name and variant):
+            raise BenchError(f"--methods {item!r} is not METHOD or METHOD:VARIANT",
+                             "e.g. --methods mf:bce,graphlora (a bare method: all its variants in the suite)")
+        _check_known([name], method_table(), "method")
+        if not sep:
+            out[name] = None
+            continue
+        in_suite = sorted({v for spec in suite.runs if spec.method == name for v in _run_variant(spec)})
+        if variant not in in_suite:
+            cls = get_method(name)
+            try:
+                cls.variant_overrides(variant.partition("@")[0])
+            except BenchError:
+                raise BenchError(f"--methods {item!r}: {name} has no variant {variant!r}",
+                                 f"{did_you_mean(variant, in_suite or cls.variants)}; write it as "
+                                 f"{name}:VARIANT, or give a bare {name} for all its variants in the suite") from None
+            ran = f"runs {name} as {', '.join(in_suite)}" if in_suite else f"has no {name} run"
+            raise BenchError(f"--methods {item!r}: suite {suite.name} {ran}, not {variant!r}",
+                             f"pick one of the suite's variants (e.g. --methods {name}:{in_suite[0]})" if in_suite
+                             else f"add a {{method: {name}, variant: {variant}}} run to the suite file, or pick "
+                                  "another method (`python -m bench ls`)")
+        if out.get(name, set()) is not None:
+            out.setdefault(name, set()).add(variant)
+    return out
+
+
+def _selected(spec: RunSpec, wanted: dict[str, set[str] | None] | None) -> bool:
+    if wanted is None:
+        return True
+    if spec.method not in wanted:
+        return False
+    variants = wanted[spec.method]
+    return variants is None or not variants.isdisjoint(_run_variant(spec))
+
+
 def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
          seeds: list[int] | None = None) -> list[PlannedRun]:
     """Every run of the suite after filters, each preceded by the CF runs it declares
     (``Method.cf_dependencies``) as ordinary runs with their own records; configs are built (and
-    so validated) up front.
+    so validated) up front. ``methods`` items are method names (all their variants in the suite)
+    or ``METHOD:VARIANT`` (that variant only; see ``method_filter``).
 
     A dependency is the suite's own run where one has the same method and config on the same
     dataset and seed (moved before its first dependent if it came later, and kept even when
@@ -118,7 +171,7 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     new run, planned once however many runs need it."""
     from bench.data import DATASETS
 
-    _check_known(methods, method_table(), "method")
+    wanted_methods = method_filter(suite, methods)
     _check_known(datasets, sorted(set(DATASETS) | {d.name for d in suite.datasets}), "dataset")
     for ds in suite.datasets:
         if ds.source not in DATASETS:
@@ -126,7 +179,7 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     seed_list = [int(s) for s in (seeds or suite.seeds)]
     entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
                for spec in suite.runs if not (spec.datasets and ds.name not in spec.datasets)]
-    wanted = [run for ds, spec in entries if not methods or spec.method in methods
+    wanted = [run for ds, spec in entries if _selected(spec, wanted_methods)
               for run in _entry_runs(suite, ds, spec, seed_list)]
     if not wanted:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
@@ -138,7 +191,7 @@ def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int]) 
     """The planned runs (one per seed) of one suite entry on one dataset."""
     cls = get_method(spec.method)
     variant = spec.variant or cls.default_variant
-    cfg = build_config(cls.Config, cls.variant_overrides(variant), spec.overrides)
+    cfg = build_config(cls.Config, cls.variant_overrides(variant.partition("+")[0]), spec.overrides)
     if spec.budget is not None and not hasattr(cls, "budget_knobs"):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
     label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
@@ -355,8 +408,14 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
             if not together:
                 distributed.barrier()
         m = rec["metrics"]["test"]
-        log.info("%s: test auc=%.4f uauc=%s (%.0fs)", run.key.stem, m["auc"], m["uauc"], rec["timing"]["train_s"])
+        log.info("%s: test auc=%s uauc=%s (%.0fs)", run.key.stem, _metric(m.get("auc")), _metric(m.get("uauc")),
+                 rec["timing"]["train_s"])
         return "done"
+
+
+def _metric(value: float | None) -> str:
+    """A metric for a log line: 4 decimals, or n/a where it is undefined (None / NaN)."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 def dataset_steps(ds: DatasetSpec) -> list[dict[str, Any]]:
@@ -400,18 +459,23 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
         return run_on_ray(runs, counts, results_dir=results_dir, data_dir=data_dir, force=force,
                           device=device, address=address)
     device = distributed.setup(resolve_device(device))  # joins a torchrun / accelerate group if any
-    progress = progress and distributed.is_main()
+    # bars only on a terminal: redirected to a file, stderr gets plain log lines, no cursor codes
+    progress = progress and distributed.is_main() and sys.stderr.isatty()
     if not distributed.is_main():  # one rank reports; the others only warn
         log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     splits = _load_splits(runs, data_dir)
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=not progress)
-    for run in bar:
-        split = splits[run.dataset.name]
-        if split is None:
-            counts["unavailable"] += 1
-            continue
-        bar.set_postfix_str(run.key.stem)
-        counts[run_one(run, split, results_dir, device, force, progress)] += 1
+    # log records go through tqdm.write while bars are shown, so a log line never shares a bar's line
+    with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+        bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=not progress)
+        for run in bar:
+            split = splits[run.dataset.name]
+            if split is None:
+                counts["unavailable"] += 1
+                continue
+            bar.set_postfix_str(run.key.stem)
+            counts[run_one(run, split, results_dir, device, force, progress)] += 1
+        bar.close()
     return counts

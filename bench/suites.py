@@ -11,14 +11,28 @@
       ml100k-16shot: {dataset: ml100k, few_shot: 16}   # a label over a dataset: TALLRec's seeded
                                         # n-row few-shot train sample (Table 7)
       ml1m-top100: {dataset: ml1m, top_items: 100}   # rows of the 100 most-rated train items
+      my-books:                         # a dataset declared in YAML, no code (docs/datasets.md):
+        declare:                        # inline, or `declare: path/to/dataset.yaml`
+          interactions: ratings.csv     # relative to this file
+          items: books.csv
+          columns: {user: uid, item: isbn, rating: stars, timestamp: ts, title: name}
+          label_rule: rating >= 4
+          split: {ratio: [0.8, 0.1, 0.1]}   # time-ordered; or months / dates cut points
+          domain: book
+        subset_users: 100               # the usual options apply to it too
     runs:
       - {method: mf, variant: bce, overrides: {epochs: 30}}
       - {method: cora-mf, budget: graphlora}   # rank/width set to match graphlora's trainable params
+      # one entry per value (several keys: every combination), expanded when the file loads
+      - {method: graphlora, sweep: {variant: "layer-{0..29}"}}    # layer-0 .. layer-29
+      - {method: graphlora, sweep: {lora_r: [4, 8, 16]}}   # variants default+lora_r=4, ... (overrides)
     timing: {warmup: 2, repeats: 5}     # step timings after each run (Table 6); repeats 0 = off
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +47,9 @@ SEED_TEXT = f"an int from 0 to {MAX_SEED}"
 FORMAT_FIX = "see bench/suites.py (or bench/suites/*.yaml) for the format"
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+SWEEP_FIX = "e.g. sweep: {variant: 'layer-{0..29}'}, sweep: {variant: [pre, star]} or sweep: {lora_r: [4, 8, 16]}"
+_RANGE = re.compile(r"^([^{}]*)\{(-?\d+)\.\.(-?\d+)(?:\.\.(\d+))?\}([^{}]*)$")
+_LABEL_TEXT = re.compile(r"^[A-Za-z0-9._-]+$")  # what a swept value may read as inside a record name
 Positive = Annotated[int, Field(gt=0)]
 
 
@@ -43,6 +60,10 @@ def _positive(key: str, example: Any) -> Any:
 class _DatasetOptions(StrictModel):
     dataset: str | None = schema_field(None, "a registered dataset name (a string)",
                                        "e.g. dataset: ml100k (see `python -m bench ls`)")
+    declare: dict[str, Any] | str | None = schema_field(
+        None, "a dataset declaration (a mapping) or the path of a dataset YAML file",
+        "e.g. declare: {interactions: ratings.csv, items: items.csv, label_rule: rating >= 4, "
+        "split: {ratio: [0.8, 0.1, 0.1]}}, or declare: my-dataset.yaml (see docs/datasets.md)")
     subset_users: Positive | None = _positive("subset_users", 60)
     subset_seed: Seed = schema_field(0, SEED_TEXT, "e.g. subset_seed: 0")
     max_eval_rows: Positive | None = _positive("max_eval_rows", 400)
@@ -63,6 +84,9 @@ class _Run(StrictModel):
                                               "e.g. datasets: [ml1m], or leave it out for all of them")
     budget: Any = schema_field(None, "a method name or a positive int",
                                "e.g. budget: graphlora (that method's trainable-parameter count) or budget: 1000000")
+    sweep: dict[str, Any] | None = schema_field(
+        None, "a mapping of variant or config key to a list of values or a range such as 'layer-{0..29}'",
+        "e.g. sweep: {variant: 'layer-{0..29}'} or sweep: {lora_r: [4, 8, 16]}")
 
     @field_validator("budget")
     @classmethod
@@ -70,6 +94,15 @@ class _Run(StrictModel):
         if v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             return v
         raise bad_value()
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        if not v:
+            raise bad_value("sweep is empty", SWEEP_FIX)
+        return {key: sweep_values(key, values) for key, values in v.items()}
 
 
 class _Timing(StrictModel):
@@ -89,6 +122,71 @@ class _SuiteFile(StrictModel):
         None, "a mapping of dataset name to options", "e.g. datasets: {ml100k: {subset_users: 60}, ml1m: {}}")
     runs: list[_Run] | None = schema_field(None, "a list of runs", "e.g. runs: [{method: mf, variant: bce}]")
     timing: _Timing | None = schema_field(None, "a mapping", "e.g. timing: {warmup: 2, repeats: 5}")
+
+
+def _value_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def sweep_values(key: str, values: Any) -> list[Any]:
+    """A sweep key's values: a non-empty list of distinct scalars, or a range string
+    ``prefix{a..b}suffix`` / ``prefix{a..b..step}suffix`` (ints when there is no prefix/suffix)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise bad_value(f"sweep key {key!r} is neither variant nor a config key", SWEEP_FIX)
+    if isinstance(values, str):
+        m = _RANGE.match(values)
+        if not m:
+            raise bad_value(f"sweep.{key} = {values!r} is neither a list nor a range such as 'layer-{{0..29}}'",
+                            SWEEP_FIX)
+        prefix, a, b, step, suffix = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4) or 1), m.group(5)
+        if step < 1:
+            raise bad_value(f"sweep.{key} = {values!r} has step {step}", "give a step >= 1, e.g. 'layer-{0..29..2}'")
+        numbers = range(a, b + 1, step) if a <= b else range(a, b - 1, -step)
+        values = [f"{prefix}{n}{suffix}" for n in numbers] if prefix or suffix else list(numbers)
+    if not isinstance(values, list) or not values:
+        raise bad_value(f"sweep.{key} must be a non-empty list or a range string, got {values!r}", SWEEP_FIX)
+    for value in values:
+        if not isinstance(value, (str, int, float, bool)):
+            raise bad_value(f"sweep.{key} holds {value!r}: values must be strings or numbers", SWEEP_FIX)
+        if not _LABEL_TEXT.match(_value_text(value)):
+            raise bad_value(f"sweep.{key} value {value!r} cannot be part of a record name",
+                            "use values of letters, digits, '.', '_' or '-'")
+    texts = [_value_text(v) for v in values]
+    dups = sorted({t for t in texts if texts.count(t) > 1})
+    if dups:
+        raise bad_value(f"sweep.{key} lists {dups[0]!r} twice", "list each value once")
+    return values
+
+
+def expand_sweep(method: str, variant: str | None, overrides: dict[str, Any],
+                 sweep: dict[str, list[Any]], where: str) -> list[tuple[str | None, dict[str, Any]]]:
+    """(variant label, overrides) of each run a sweep entry stands for: every combination of the
+    values, the last key varying fastest. A swept ``variant`` replaces the entry's variant; swept
+    config keys join the overrides and name the run ``<variant>+<key>=<value>`` (its record key),
+    the variant being the entry's own or else the method's default."""
+    if "variant" in sweep and variant is not None:
+        raise BenchError(f"{where} gives both variant and sweep.variant",
+                         "drop variant:, or sweep over another key")
+    both = sorted(set(sweep) & set(overrides))
+    if both:
+        raise BenchError(f"{where} sets {both[0]!r} in both overrides and sweep",
+                         f"keep {both[0]} in one of them")
+    keys = list(sweep)
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    default: str | None = None
+    for combo in itertools.product(*(sweep[k] for k in keys)):
+        chosen = dict(zip(keys, combo))
+        label = str(chosen.pop("variant")) if "variant" in chosen else variant
+        if chosen:
+            if label is None:
+                if default is None:
+                    from bench.registry import get_method
+
+                    default = get_method(method).default_variant
+                label = default
+            label += "".join(f"+{k}={_value_text(v)}" for k, v in chosen.items())
+        out.append((label, {**overrides, **chosen}))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,10 +246,11 @@ def load_suite(name_or_path: str) -> Suite:
         spec = _SuiteFile.model_validate(raw)
     except ValidationError as e:
         raise schema_error(e, _SuiteFile, raw, where, FORMAT_FIX) from None
-    datasets = tuple(DatasetSpec(name, **(opts or _DatasetOptions()).model_dump())
+    datasets = tuple(DatasetSpec(name, **(opts or _DatasetOptions()).model_dump(exclude={"declare"}))
                      for name, opts in (spec.datasets or {}).items())
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
+    _declare(spec, path, where)
     names = [d.name for d in datasets]
     runs = []
     for i, r in enumerate(spec.runs or []):
@@ -159,12 +258,29 @@ def load_suite(name_or_path: str) -> Suite:
             if d not in names:
                 raise BenchError(f"{where}: runs[{i}].datasets names {d!r}, which is not one of the suite's datasets",
                                  did_you_mean(d, names))
-        runs.append(RunSpec(r.method, r.variant, dict(r.overrides or {}), tuple(r.datasets) if r.datasets else None,
-                            r.budget))
+        expanded = (expand_sweep(r.method, r.variant, dict(r.overrides or {}), r.sweep, f"{where}: runs[{i}]")
+                    if r.sweep else [(r.variant, dict(r.overrides or {}))])
+        runs.extend(RunSpec(r.method, variant, overrides, tuple(r.datasets) if r.datasets else None, r.budget)
+                    for variant, overrides in expanded)
     timing = spec.timing or _Timing()
     name, origin = identify(path, spec.name)
     return Suite(name, spec.description or "", tuple(spec.seeds), datasets, tuple(runs),
                  (timing.warmup, timing.repeats), origin)
+
+
+def _declare(spec: _SuiteFile, path: Path, where: str) -> None:
+    """Validate the suite's ``declare:`` datasets and register them (``bench.data.DATASETS``)."""
+    from bench.data import register_declared
+    from bench.data.declared import parse
+
+    for name, opts in (spec.datasets or {}).items():
+        if opts is None or opts.declare is None:
+            continue
+        if opts.dataset is not None:
+            raise BenchError(f"{where}: datasets.{name} gives both dataset and declare",
+                             f"drop dataset: {opts.dataset} (declare: defines the data), or drop declare:")
+        register_declared(parse(name, opts.declare, path.resolve().parent, f"{where}: datasets.{name}.declare",
+                                f"{path.resolve()} (datasets.{name}.declare)"))
 
 
 def identify(path: Path, declared: str | None) -> tuple[str, str]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,8 +17,10 @@ from bench.data import split_cache
 from bench.data.schema import COLUMNS, PARTS, Split
 from bench.errors import BenchError, unknown
 
-# name -> (loader "module:function", needs a data dir, version bumped when the loader changes)
-DATASETS: dict[str, tuple[str, bool, int]] = {
+# name -> (loader, needs a data dir, version bumped when the loader changes). The loader is a
+# "module:function" string (built-ins, and the "recbench.datasets" entry points merged below), or
+# a ``declared.DeclaredDataset`` for a dataset declared in YAML (``register_declared``).
+BUILTIN: dict[str, tuple[str, bool, int]] = {
     "ml1m": ("bench.data.ml1m:load_collm", True, 1),
     "ml1m-raw": ("bench.data.ml1m:load_raw", True, 1),
     "amazon-book": ("bench.data.amazon_book:load", True, 1),
@@ -24,8 +28,57 @@ DATASETS: dict[str, tuple[str, bool, int]] = {
     "bookcrossing": ("bench.data.bookcrossing:load_raw", True, 1),
     "bookcrossing-tallrec": ("bench.data.bookcrossing:load_tallrec", True, 1),
 }
+ENTRY_POINTS = "recbench.datasets"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+ENTRY_FIX = (f"rename one of them: a [project.entry-points.\"{ENTRY_POINTS}\"] name must not be a built-in "
+             "dataset's or another package's")
 
-__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "subset", "top_items", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir",
+
+def entry_point_datasets() -> dict[str, tuple[str, str]]:
+    """The ``recbench.datasets`` entry points: name -> ("module:function", where it is declared),
+    from this source tree's pyproject.toml and every installed distribution. A loader is called
+    with the data dir (``--data-dir`` / RECBENCH_DATA_DIR, which it then needs) and returns a Split.
+    A name declared twice with different loaders is a BenchError naming both."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def add(name: str, value: str, where: str) -> None:
+        if name in found and found[name][0] != value:
+            raise BenchError(f"dataset {name!r} is registered twice: {found[name][0]} ({found[name][1]}) and "
+                             f"{value} ({where})", ENTRY_FIX)
+        found.setdefault(name, (value, where))
+
+    if PYPROJECT.exists():
+        import tomllib
+
+        with open(PYPROJECT, "rb") as f:
+            table = tomllib.load(f).get("project", {}).get("entry-points", {}).get(ENTRY_POINTS, {})
+        for name, value in table.items():
+            add(name, value, str(PYPROJECT))
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        dist = getattr(ep, "dist", None)
+        add(ep.name, ep.value, f"package {dist.name} {dist.version}" if dist else "an installed package")
+    return found
+
+
+def dataset_table(builtin: dict[str, tuple[str, bool, int]] | None = None,
+                  entry_points: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[Any, bool, Any]]:
+    """The built-ins merged with the entry points; a clash with a built-in name is a BenchError."""
+    table: dict[str, tuple[Any, bool, Any]] = dict(BUILTIN if builtin is None else builtin)
+    for name, (value, where) in (entry_point_datasets() if entry_points is None else entry_points).items():
+        if name in table:
+            raise BenchError(f"dataset {name!r} from {where} ({value}) clashes with the built-in dataset {name} "
+                             f"({table[name][0]})", ENTRY_FIX)
+        if value.count(":") != 1 or not all(value.split(":")):
+            raise BenchError(f"dataset {name!r} from {where} has loader {value!r}, not 'module:function'",
+                             "write the entry point as name = \"package.module:function\"")
+        # the version part of the cache key: the package's, so a new release rebuilds the split
+        table[name] = (value, True, where.rpartition(" ")[2] if where.startswith("package ") else 1)
+    return table
+
+
+DATASETS: dict[str, tuple[Any, bool, Any]] = dataset_table()
+
+__all__ = ["COLUMNS", "PARTS", "Split", "DATASETS", "load_split", "register_declared", "subset", "top_items", "few_shot", "cap_eval_rows", "resolve_data_dir", "cache_dir",
            "transform_steps"]
 
 
@@ -52,8 +105,35 @@ def _source_stamp(data_dir: Path | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
+def register_declared(dataset: Any) -> None:
+    """Put a YAML-declared dataset (``declared.DeclaredDataset``) in ``DATASETS`` under its name,
+    so ``load_split`` and the runner treat it like a built-in. Declaring a name again replaces
+    the earlier declaration (the cache key covers the declaration, so nothing stale is read);
+    a built-in or entry-point name cannot be declared."""
+    from bench.data.declared import DeclaredDataset
+
+    current = DATASETS.get(dataset.name)
+    if current is not None and not isinstance(current[0], DeclaredDataset):
+        raise BenchError(f"{dataset.origin}: dataset {dataset.name!r} is declared, but {dataset.name} is already a "
+                         f"registered dataset ({current[0]})",
+                         f"give the declared dataset another name, e.g. my-{dataset.name}")
+    DATASETS[dataset.name] = (dataset, dataset.needs_data_dir, 0)
+
+
 def _load_uncached(name: str, data_dir: Path | None) -> Split:
     target, needs_dir, _ = DATASETS[name]
+    _check_data_dir(name, needs_dir, data_dir)
+    if not isinstance(target, str):  # declared in YAML
+        return target.at(data_dir).load()
+    module, func = target.split(":")
+    split = getattr(importlib.import_module(module), func)(data_dir)
+    if not isinstance(split, Split):
+        raise BenchError(f"dataset {name!r}: its loader {target} returned {type(split).__name__}, not a Split",
+                         "return bench.data.schema.Split (e.g. from bench.data.protocol.build_split)")
+    return split
+
+
+def _check_data_dir(name: str, needs_dir: bool, data_dir: Path | None) -> None:
     if needs_dir and data_dir is None:
         raise BenchError(
             f"dataset {name!r} needs a data directory",
@@ -62,15 +142,18 @@ def _load_uncached(name: str, data_dir: Path | None) -> Split:
     if needs_dir and not data_dir.is_dir():
         raise BenchError(f"data directory {data_dir} does not exist",
                          "pass --data-dir / RECBENCH_DATA_DIR pointing at an existing folder")
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(data_dir)
 
 
 def load_full(name: str, data_dir: str | Path | None = None, use_cache: bool = True) -> Split:
     if name not in DATASETS:
         raise unknown("dataset", name, DATASETS)
-    ddir = resolve_data_dir(data_dir) if DATASETS[name][1] else None
-    key = f"{name}-v{DATASETS[name][2]}-{_source_stamp(ddir)}"
+    target, needs_dir, version = DATASETS[name]
+    ddir = resolve_data_dir(data_dir) if needs_dir else None
+    if isinstance(target, str):
+        key = f"{name}-v{version}-{_source_stamp(ddir)}"
+    else:  # declared: the declaration and its files' bytes (a missing file is reported here)
+        _check_data_dir(name, needs_dir, ddir)
+        key = f"{name}-declared-{target.at(ddir).stamp()}"
     # JSON, never pickle: the cache folder may be writable by others, and reading an entry must
     # not run code. An entry that is corrupt or fails its fingerprint is rebuilt (split_cache).
     path = cache_dir() / "splits" / f"{key}.json"

@@ -17,6 +17,15 @@ SLOT_KINDS = {USER_SLOT: "user", ITEM_SLOT: "item"}
 _SLOT_RE = re.compile(f"({re.escape(USER_SLOT)}|{re.escape(ITEM_SLOT)})")
 
 WORDS = {"movie": ("movie", "movies"), "book": ("book", "books")}
+
+
+def words(domain: str) -> tuple[str, str]:
+    """(noun, plural) of a Split's domain: a known one, or a declared dataset's ``noun`` /
+    ``noun/plural`` (``bench/data/declared.py``), so a new domain needs no code here."""
+    if domain in WORDS:
+        return WORDS[domain]
+    noun, _, plural = domain.partition("/")
+    return noun, plural or noun + "s"
 EMPTY_HISTORY = "none"
 
 TEXT_TEMPLATE = (
@@ -60,7 +69,7 @@ def render(template: str, domain: str, history_titles: Sequence[str], target: st
            disliked_titles: Sequence[str] | None = None) -> str:
     """The prompt text. Datasets that also record disliked items (Book-Crossing in TALLRec's
     few-shot protocol: rated books split into liked / disliked) get them after the liked list."""
-    item, items = WORDS[domain]
+    item, items = words(domain)
     hist = _quoted(history_titles)
     if disliked_titles is not None:
         hist += f", and low ratings to the following {items}: {_quoted(disliked_titles)}"

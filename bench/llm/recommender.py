@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -162,7 +163,12 @@ class LLMRecommender(Method):
         c = self.config
         cfg = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                          target_modules=list(c.lora_targets), layers_to_transform=layers, bias="none")
-        return get_peft_model(model, cfg)
+        with warnings.catch_warnings():
+            # peft (0.21) reads transformers' deprecated `model.is_gradient_checkpointing` while wrapping
+            # (PeftModel.__init__); transformers 5 warns once per wrapped model. Nothing of ours calls it.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            return get_peft_model(model, cfg)
 
     def lora_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if "lora_" in n]
