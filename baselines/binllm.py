@@ -189,6 +189,7 @@ class BinLLM(LLMRecommender):
     default_variant = "plain"
     description = "BinLLM: binarised MF codes written into the prompt as text"
     shares_prefix = True  # static adapters; slots filled per user / item
+    build_is_seeded = False  # build trains the hashing: a saved state keeps the hash layers whole
 
     @classmethod
     def cf_dependencies(cls, config: BinLLMConfig) -> list[CFDependency]:
@@ -213,7 +214,7 @@ class BinLLM(LLMRecommender):
             net = CollaborativeHash(split.n_users, split.n_items, c.cf_dim)
         self.modules["hash"] = net
         lr, wd, step = c.hash_settings(split.dataset)
-        if self.ctx.random_cf:  # shapes only (efficiency measurements): no hashing run
+        if self.ctx.random_cf or self.restoring:  # shapes only, or a saved state loads the trained net
             self.hash_info = {"hash_epochs_run": 0}
         else:
             self.hash_info = fit_joint_hash(
@@ -234,7 +235,8 @@ class BinLLM(LLMRecommender):
         self.modules["hash_user"] = torch.nn.Linear(c.cf_dim, c.cf_dim)
         self.modules["hash_item"] = torch.nn.Linear(c.cf_dim, c.cf_dim)
         users, items = torch.as_tensor(cf.user), torch.as_tensor(cf.item)
-        self.hash_info = {"hash_epochs_run": 0} if self.ctx.random_cf else self._fit_hashing(split, users, items)
+        self.hash_info = ({"hash_epochs_run": 0} if self.ctx.random_cf or self.restoring
+                          else self._fit_hashing(split, users, items))
         with torch.no_grad():
             self.user_bits = (straight_through_sign(self.modules["hash_user"](users)) > 0).numpy()
             self.item_bits = (straight_through_sign(self.modules["hash_item"](items)) > 0).numpy()
@@ -272,6 +274,17 @@ class BinLLM(LLMRecommender):
     def slot_text(self, row: Any) -> Mapping[str, str] | None:
         enc = self.config.encoding
         return {USER_SLOT: encode_bits(self.user_bits[row.user], enc), ITEM_SLOT: encode_bits(self.item_bits[row.item], enc)}
+
+    def extra_state(self) -> dict[str, np.ndarray]:
+        # the codes written into the prompts (the hash layers are in self.modules; frozen-mf's
+        # codes also read the CF tables, which are not kept): saved as they were scored
+        return {"user_bits": np.packbits(self.user_bits, axis=-1), "item_bits": np.packbits(self.item_bits, axis=-1),
+                "bits": np.asarray(self.user_bits.shape[-1])}
+
+    def load_extra_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        n = int(arrays["bits"])
+        self.user_bits, self.item_bits = (np.unpackbits(arrays[k], axis=-1, count=n).astype(bool)
+                                          for k in ("user_bits", "item_bits"))
 
     def stages(self) -> list[Stage]:
         c = self.config

@@ -1,4 +1,4 @@
-"""``python -m bench run | ls | report | efficiency | scoring-speed | overhead``. Heavy imports happen inside the subcommands."""
+"""``python -m bench run | ls | score | report | efficiency | scoring-speed | overhead``. Heavy imports happen inside the subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -140,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     ovh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="config override applied to both paths, e.g. --set epochs=10 (repeatable)")
     ovh.add_argument("--out", default=Path("results/benchmarks"), type=Path)
+    sc = sub.add_parser("score", help="score rows (a CSV) with a finished LLM run's saved trained state, no training",
+                        description="Rebuilds the run's method from the trained state its record names "
+                                    "(artifacts.trained_state) and its split from the record, then scores the rows. "
+                                    "A row that is a row of the split is scored as the run scored it; another takes "
+                                    "the user's history after their last train row (--history all: last row of any "
+                                    "part). Users or items the split never mentions are refused, listed.")
+    sc.add_argument("--run", required=True, type=Path, help="the run's record (results/<suite>/<run>.json)")
+    sc.add_argument("--rows", required=True, type=Path,
+                    help="CSV with columns user,item (the split's ids) and optionally label (0/1: metrics are "
+                         "printed), timestamp")
+    sc.add_argument("--out", default=None, type=Path, help="where the scored CSV goes (default: stdout)")
+    sc.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
+    sc.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (the run's device and dtype "
+                                                     "reproduce its scores exactly)")
+    sc.add_argument("--history", default="train", choices=["train", "all"],
+                    help="a new row's history: the user's after their last train row (default), or last row of any part")
     rep = sub.add_parser("report", help="render results/ as the paper's tables (Markdown, LaTeX) and figures")
     rep.add_argument("--results-dir", default="results", type=Path)
     rep.add_argument("--out", default="reports", type=Path)
@@ -324,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{e['reference_s']:.1f}s: x{e['ratio']:.3f}")
             print(f"wrote {overhead.write(rec, args.out)}")
             return 0
+        if args.command == "score":
+            from bench.runner import check_device_name
+            from bench.scoring import score_command
+
+            check_device_name(args.device)
+            return score_command(args.run, args.rows, args.out, args.data_dir, args.device, args.history)
         if args.command == "report":
             from bench.report import DEFAULT_LAYOUT, render_all
 

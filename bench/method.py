@@ -107,3 +107,17 @@ class Method:
     def artifacts(self) -> dict[str, str]:
         """Paths of persistent outputs (e.g. embeddings), recorded in the run record."""
         return {}
+
+    def save_state(self, directory: Path) -> Path | None:
+        """After ``fit``: write what ``restore`` needs to score as this fitted method does into
+        ``directory`` (in the run's artifact directory) and return where it went; None: the
+        method keeps no such state. The runner records it as ``artifacts["trained_state"]``."""
+        return None
+
+    def restore(self, split: Split, directory: Path) -> None:
+        """Instead of ``fit``: rebuild the fitted method from what ``save_state`` wrote, no
+        training (``python -m bench score``)."""
+        from bench.errors import BenchError
+
+        raise BenchError(f"{type(self).__name__} cannot be restored from a saved state",
+                         "only methods that save their trained state (the LLM recommenders) can re-score rows")

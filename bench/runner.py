@@ -354,6 +354,15 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
         timing = {"train_s": train_s, "fit_wall_s": fit_s, "setup_s": setup, "infer_valid_s": infer["valid"],
                   "infer_test_s": infer["test"], "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
+        kept = dict(method.artifacts())
+        if distributed.is_main():  # the trained state, for `python -m bench score` (one writer)
+            try:
+                state = method.save_state(artifacts / "trained_state")
+            except Exception as e:  # a run that trained and scored is not lost for want of a copy
+                log.warning("%s: its trained state was not saved (%s: %s)", key.stem, type(e).__name__, e)
+                state = None
+            if state is not None:
+                kept["trained_state"] = str(state)
         warmup, repeats = run.timing
         if repeats:  # after scoring, so the timed steps cannot touch any reported number
             timing.update(method.step_timings(split.train, warmup, repeats) or {})
@@ -361,7 +370,7 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
                "per_user_auc": per_user,  # for paired bootstraps over users in the report
                "params": method.param_counts(),
                "timing": timing,
-               "artifacts": method.artifacts(), "finished": records.now()}
+               "artifacts": kept, "finished": records.now()}
         if distributed.is_main():  # one writer under data parallelism
             records.write_record(key.path(results_dir), rec)
             key.failed_path(results_dir).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -104,6 +105,10 @@ class LLMRecommender(Method):
     # bench.llm.prefix). Only where a position's output depends on nothing row-specific before
     # it but tokens and the user slot: not with per-row adapters or batch-dependent layer hooks.
     shares_prefix: ClassVar[bool] = False
+    # ``build`` makes the same ``self.modules`` every time from (split, seed, config, CF runs): a
+    # saved state then need not copy what training left as built. False where build itself
+    # trains (BinLLM's hashing), which a restore skips.
+    build_is_seeded: ClassVar[bool] = True
 
     def __init__(self, config: LLMConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -117,6 +122,10 @@ class LLMRecommender(Method):
         self.prefix_sharing = self.shares_prefix  # off: score every prompt whole (tests compare both)
         # seconds of set-up inside fit (backbone loading, CF embeddings), kept out of train time
         self.setup_s: dict[str, float] = {}
+        # True while rebuilt from a saved state (``restore``): ``build`` must fit nothing of its
+        # own (a hashing run, say), since what it would fit is loaded right after
+        self.restoring = False
+        self._as_built: dict[str, str] | None = None  # digests of self.modules' tensors after build
 
     # ---- hooks ------------------------------------------------------------------------
     def build(self, split: Split) -> None:
@@ -141,6 +150,14 @@ class LLMRecommender(Method):
     def before_forward(self, batch: Batch) -> None:
         """Called before each forward (e.g. to hand a layer hook this batch's slots)."""
 
+    def extra_state(self) -> dict[str, np.ndarray]:
+        """State scoring needs that is neither the LoRA adapter nor a parameter or buffer of
+        ``self.modules`` (arrays by name, e.g. codes ``build`` derived): saved with the rest."""
+        return {}
+
+    def load_extra_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Put back what ``extra_state`` returned (called on a method rebuilt with ``restoring``)."""
+
     # ---- shared machinery -------------------------------------------------------------
     def load_cf(self, split: Split, dep: CFDependency | None = None) -> CFEmbeddings:
         """The embeddings of a CF dependency this method declared (by default its only one), so
@@ -152,8 +169,9 @@ class LLMRecommender(Method):
                 raise ValueError(f"{type(self).__name__} declares {len(deps)} CF dependencies: name the one to load")
             dep = deps[0]
         t0 = time.perf_counter()
+        # restoring a trained run reads the embeddings it used: never trains other ones
         emb = cf_embeddings(split, dep.method, dep.variant, self.ctx.seed, self.ctx.device, dep.overrides,
-                            random=self.ctx.random_cf)
+                            train_if_missing=not self.restoring, random=self.ctx.random_cf)
         self.setup_s["cf_embeddings"] = self.setup_s.get("cf_embeddings", 0.0) + time.perf_counter() - t0
         return emb
 
@@ -298,6 +316,10 @@ class LLMRecommender(Method):
         self.model = self.bb.model
         self.build(split)
         self.modules.to(self.bb.device)
+        if not self.restoring and self.build_is_seeded:  # a state need not copy what training left as built
+            from bench.llm import saved
+
+            self._as_built = saved.digests(self.modules) if saved.enabled() else None
         stages = self.stages()
         if stages:  # prepared but untrained (step timings): score with the prompt training ends on
             self.prompt = stages[-1].prompt
@@ -340,6 +362,30 @@ class LLMRecommender(Method):
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         return self._score_rows(rows, self.prompt)
+
+    def save_state(self, directory: Path) -> Path | None:
+        """The trained state (LoRA adapter in peft's format, ``self.modules``, ``extra_state``)
+        under ``directory`` (see ``bench.llm.saved``); None when RECBENCH_SAVE_STATE says not to
+        (0, or a state over its size limit: 64 MB unless set)."""
+        from bench.llm import saved
+
+        return saved.save(self, directory)
+
+    def restore(self, split: Split, directory: Path, backbone: Backbone | None = None) -> None:
+        """Build the method as ``fit`` does, without training, and load the state saved in
+        ``directory``: it then scores as the run that saved it did."""
+        from bench.llm import saved
+
+        manifest = saved.read_manifest(directory)
+        self.restoring = True
+        try:
+            self.prepare(split, backbone)
+        finally:
+            self.restoring = False
+        self._trained = self._stage_parameters(self.stages())
+        saved.load(self, directory, manifest)
+        self.model.eval()
+        self.modules.eval()
 
     def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float]:
         """Median train step (forward + backward over every trained parameter, no optimiser update,
