@@ -134,6 +134,10 @@ def train(
     with torch.no_grad():
         for p, s in zip(params, best["state"]):
             p.copy_(s)
-    return {"steps": step, "best_step": best["step"], "best_valid_auc": best["auc"],
-            "valid_auc_history": history, "final_train_loss": (sum(losses[-20:]) / max(1, len(losses[-20:])))}
+    # best_step counts optimiser steps: 0 is the state before any step (the untrained start; it is
+    # kept only when no step ran before the evaluation, since the start itself is never a
+    # candidate against an evaluated state). kept_untrained says so in words for the report.
+    return {"steps": step, "best_step": best["step"], "kept_untrained": best["step"] == 0,
+            "best_valid_auc": best["auc"], "valid_auc_history": history,
+            "final_train_loss": (sum(losses[-20:]) / max(1, len(losses[-20:])))}
 

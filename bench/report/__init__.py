@@ -44,12 +44,15 @@ DETAIL_COLUMNS = (("valid/auc", "valid AUC"), ("valid/uauc", "valid UAUC"), ("te
                   ("train_s", "train s"), ("infer_test_s", "test inference s"))
 
 
-def _num(v: Any) -> str:
+# decimals per column of the every-run table, the same for every row: metrics 4, seconds 1 or 2, counts 0
+DETAIL_DECIMALS = {"valid/auc": 4, "valid/uauc": 4, "test/auc": 4, "test/uauc": 4, "test/ndcg@10": 4,
+                   "train_s": 1, "infer_test_s": 2}
+
+
+def _num(v: Any, decimals: int = 0) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return MISSING
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-    return f"{int(v):,}"
+    return f"{float(v):,.{decimals}f}" if decimals else f"{int(round(float(v))):,}"
 
 
 def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -57,8 +60,10 @@ def details(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["dataset", "method (variant)", "seed"] + [label for _, label in DETAIL_COLUMNS]
     body = []
     for _, r in df.sort_values(["dataset", "method", "variant", "seed"]).iterrows():
-        body.append([r["dataset"], f"{r['method']} ({r['variant']})", str(r["seed"])]
-                    + [_num(r.get(col)) for col, _ in DETAIL_COLUMNS])
+        untrained = r.get("kept_untrained") == True  # noqa: E712 (None / NaN: no) kept state = untrained start
+        body.append([r["dataset"], f"{r['method']} ({r['variant']})" + (tables.UNTRAINED if untrained else ""),
+                     str(r["seed"])]
+                    + [_num(r.get(col), DETAIL_DECIMALS.get(col, 0)) for col, _ in DETAIL_COLUMNS])
     return header, body
 
 
@@ -136,6 +141,8 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
                 md += [TABLE3_NOTE, ""]
             if stale and name != "table2":
                 notes = [*notes, tables.STALE_NOTE]
+            if any(tables.UNTRAINED in c for row in body for c in row):
+                notes = [*notes, tables.UNTRAINED_NOTE]
             md += [f"- {n}" for n in notes] + ([""] if notes else [])
             th, tb, _ = fn(g, layout, True)
             path = sdir / f"{name}.tex"
@@ -152,6 +159,8 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
                     md += [f"![{fig_name} {dataset}]({png[0].relative_to(out_dir).as_posix()})", ""]
         dh, db = details(g)
         md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
+        if any(tables.UNTRAINED in row[1] for row in db):
+            md += [f"- {tables.UNTRAINED_NOTE}", ""]
     renderers = {"efficiency": None, "scoring_speed": ("Scoring speed", tables.scoring_speed_benchmark),
                  "overhead": ("Harness overhead", tables.overhead_benchmark)}
     for kind in renderers:  # efficiency first, as before

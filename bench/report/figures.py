@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from bench.report.layout import Layout  # noqa: E402
 from bench.report.stats import mean_ci  # noqa: E402
-from bench.report.tables import table3_rows  # noqa: E402
+from bench.report.tables import UNTRAINED, table3_rows, untrained  # noqa: E402
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -32,7 +32,8 @@ def fig3(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Pat
     """Grouped bars: warm and cold test AUC (left) and UAUC (right) for every method with records.
     Warm = user and item both seen in train (``not_cold``); error bars = 95% CI over seeds."""
     d = df[df["dataset"] == dataset]
-    rows = [(label, g) for _, label, g in table3_rows(d, layout) if len(g)]
+    # a method whose kept state is its untrained start is labelled ° (as in the tables)
+    rows = [(label + (UNTRAINED if untrained(g) else ""), g) for _, label, g in table3_rows(d, layout) if len(g)]
     if not rows:
         return []
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.9 * len(rows) + 3), 4.2), sharey=False)
@@ -53,7 +54,9 @@ def fig3(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Pat
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}: warm vs cold ({dataset})")
         ax.legend(title="test rows", fontsize=8)
-    fig.suptitle("Fig. 3 — warm / cold start (dashed: chance)", fontsize=10)
+    marked = any(label.endswith(UNTRAINED) for label, _ in rows)
+    fig.suptitle("Fig. 3 — warm / cold start (dashed: chance)"
+                 + (f"; {UNTRAINED} = kept state is the untrained start" if marked else ""), fontsize=10)
     fig.tight_layout()
     return _save(fig, stem)
 
@@ -61,11 +64,13 @@ def fig3(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Pat
 def fig4(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Path]:
     """Valid AUC of the injection-layer sweep (mean over seeds, 95% CI bars)."""
     d = df[(df["dataset"] == dataset) & ~(df["few_shot"].notna() if "few_shot" in df else False)]
-    layers = {}
+    layers, untrained_layers = {}, set()
     for (method, variant), g in d.groupby(["method", "variant"]):
         k = layout.layer_of(method, variant)
         if k is not None:
             layers[k] = mean_ci(g["valid/auc"].tolist())
+            if untrained(g):
+                untrained_layers.add(k)
     if not layers:
         return []
     ks = sorted(layers)
@@ -73,8 +78,9 @@ def fig4(df: pd.DataFrame, layout: Layout, dataset: str, stem: Path) -> list[Pat
     ax.errorbar(ks, [layers[k][0] for k in ks], yerr=[layers[k][1] or 0.0 for k in ks], marker="o", capsize=2)
     ax.set_xlabel("injection layer (0 = first transformer layer)")
     ax.set_ylabel("valid AUC")
-    ax.set_xticks(ks)
+    ax.set_xticks(ks, [f"{k}{UNTRAINED}" if k in untrained_layers else str(k) for k in ks])
     ax.grid(alpha=0.3)
-    ax.set_title(f"Fig. 4 — GNN injection layer sweep ({dataset})")
+    ax.set_title(f"Fig. 4 — GNN injection layer sweep ({dataset})"
+                 + (f"\n{UNTRAINED} = kept state is the untrained start" if untrained_layers else ""))
     fig.tight_layout()
     return _save(fig, stem)

@@ -9,6 +9,19 @@ from bench.data.transforms import describe
 from bench.records import RunRecord, Scan, scan
 
 
+def kept_untrained(fit: dict | None) -> bool | None:
+    """True when a training stage's kept state is its untrained start (``best_step`` 0: no
+    optimiser step before the state model selection kept), False when every stage kept a trained
+    state, None when the record names no kept step (CF runs, ICL, records before the field)."""
+    if not isinstance(fit, dict):
+        return None
+    stages = fit.get("stages") if isinstance(fit.get("stages"), dict) else {}
+    steps = [s["best_step"] for s in stages.values() if isinstance(s, dict) and s.get("best_step") is not None]
+    if fit.get("best_step") is not None:
+        steps.append(fit["best_step"])
+    return any(int(s) == 0 for s in steps) if steps else None
+
+
 def _row(rec: RunRecord, latest_failure: RunRecord | None) -> dict:
     key, split, timing = rec.key, rec.split, rec.timing
     row = {"suite": key.suite, "dataset": key.dataset, "method": key.method, "variant": key.variant,
@@ -29,6 +42,11 @@ def _row(rec: RunRecord, latest_failure: RunRecord | None) -> dict:
     row["device"] = rec.device_name or rec.device
     row["budget_target"] = (rec.budget or {}).get("target")
     row["per_user_auc"] = rec.per_user_auc.get("test")
+    fit = rec.fit if isinstance(rec.fit, dict) else {}
+    row["kept_untrained"] = kept_untrained(fit)
+    # the LLM's own samples of train / valid_small rows (Table 2 notes them beside the split's counts)
+    row["fit_train_rows"] = fit.get("train_rows") if row["kept_untrained"] is not None else None
+    row["fit_valid_rows"] = fit.get("valid_rows") if row["kept_untrained"] is not None else None
     # a newer attempt of this run failed: the numbers are the older config's, and the report says so
     row["latest_failed"] = latest_failure.error if latest_failure is not None else None
     return row

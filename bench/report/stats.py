@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 
 MISSING = "–"
+MIN_SHARED_USERS = 5  # the paired user bootstrap's floor: fewer shared test users give no interval
 
 
 def _clean(values: Sequence[float | None]) -> list[float]:
@@ -52,9 +53,9 @@ def paired_user_bootstrap(a: dict[str, float], b: dict[str, float], n_resamples:
                           seed: int = 0) -> tuple[float, tuple[float, float], float] | None:
     """Paired bootstrap over the test users both methods scored: the mean per-user AUC difference
     (i.e. the UAUC gap), its 95% BCa interval and a two-sided bootstrap p-value. None below 5
-    shared users."""
+    shared users (``MIN_SHARED_USERS``)."""
     users = sorted(set(a) & set(b))
-    if len(users) < 5:
+    if len(users) < MIN_SHARED_USERS:
         return None
     d = np.array([a[u] - b[u] for u in users], dtype=float)
     if np.allclose(d, d[0]):

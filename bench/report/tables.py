@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from bench.report.layout import Layout
-from bench.report.stats import MISSING, fmt_cell, mean_ci, paired_seed_test, paired_user_bootstrap
+from bench.report.stats import (MIN_SHARED_USERS, MISSING, fmt_cell, mean_ci, paired_seed_test,
+                                paired_user_bootstrap)
 
 Table = tuple[list[str], list[list[str]], list[str]]
 METRIC_LABELS = {"auc": "AUC", "uauc": "UAUC", "ndcg@10": "NDCG@10", "ndcg_full_both_classes": "NDCG (full, both classes)"}
@@ -31,12 +32,25 @@ def _values(g: pd.DataFrame, col: str) -> list[float]:
 
 STALE = "‡"
 STALE_NOTE = f"{STALE} = the latest attempt of a run in this cell failed; the number is from its older finished record."
+UNTRAINED = "°"
+UNTRAINED_NOTE = (f"{UNTRAINED} = kept state is the untrained start (best valid at step 0; for a multi-stage method, "
+                  "in at least one stage, of at least one seed): not a trained result.")
+
+
+def untrained(g: pd.DataFrame) -> bool:
+    """True when a record of ``g`` kept its untrained start (records without the field: False)."""
+    return "kept_untrained" in g and bool((g["kept_untrained"] == True).any())  # noqa: E712 (None / NaN: no)
 
 
 def _cell(g: pd.DataFrame, col: str) -> str:
-    """The mean ± CI of ``col`` over ``g``'s seeds, marked when a newer attempt of one of them failed."""
+    """The mean ± CI of ``col`` over ``g``'s seeds, marked when a record kept its untrained
+    start (°) and when a newer attempt of one of them failed (‡)."""
     text = fmt_cell(_values(g, col))
-    stale = text != MISSING and "latest_failed" in g and g["latest_failed"].notna().any()
+    if text == MISSING:
+        return text
+    if untrained(g):
+        text += UNTRAINED
+    stale = "latest_failed" in g and g["latest_failed"].notna().any()
     return text + STALE if stale else text
 
 
@@ -52,7 +66,7 @@ def layout_keys(layout: Layout) -> set[tuple[str, str]]:
 
 
 # ---- Table 2 --------------------------------------------------------------------------------
-T2_COLUMNS = (("stats/n_users", "#Users"), ("stats/n_items", "#Items"), ("stats/train", "#Train"),
+T2_COLUMNS = (("stats/users_seen", "#Users"), ("stats/items_seen", "#Items"), ("stats/train", "#Train"),
               ("stats/valid", "#Valid"), ("stats/test", "#Test"), ("stats/test_warm", "#Test warm"),
               ("stats/test_cold", "#Test cold"), ("stats/train_pos_rate", "Train pos. rate"),
               ("stats/test_pos_rate", "Test pos. rate"))
@@ -64,15 +78,48 @@ def _fmt_stat(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v):,}"
 
 
+ID_SPACE = {"stats/users_seen": "stats/n_users", "stats/items_seen": "stats/n_items"}  # counted -> id-space size
+
+
+def _ints(values: Any) -> list[int]:
+    return sorted({int(v) for v in values if _given(v)})
+
+
+def _fmt_ints(values: list[int]) -> str:
+    return " / ".join(f"{v:,}" for v in values)
+
+
 def table2(df: pd.DataFrame, tex: bool = False) -> Table:
-    """Dataset statistics as the runs saw them (computed from the splits when each run started)."""
+    """Dataset statistics as the runs saw them (computed from the splits when each run started,
+    after the suite's subset and caps): #Users / #Items count the users and items with a row in
+    the split, not the id space a subset keeps from the full dataset."""
     header = ["Dataset"] + [label for _, label in T2_COLUMNS]
     body, notes = [], []
     for dataset, g in sorted(df.groupby("dataset")):
         r = g.iloc[0]
-        body.append([esc(dataset, tex)] + [_fmt_stat(r.get(col)) for col, _ in T2_COLUMNS])
+        counted = _given(r.get("stats/users_seen"))
+        # records that do not count them: the id space's sizes, said in a note
+        body.append([esc(dataset, tex)] + [_fmt_stat(r.get(col if counted or col not in ID_SPACE else ID_SPACE[col]))
+                                           for col, _ in T2_COLUMNS])
         if r.get("data") and r["data"] != "all users":
             notes.append(f"{dataset}: {r['data']}")
+        n_users, n_items = (r.get(ID_SPACE[c]) for c in ID_SPACE)  # max id + 1 (id 0 is padding)
+        if not counted:
+            notes.append(f"{dataset}: #Users / #Items are the sizes of the id space (the records do not count the "
+                         "users and items in the split's rows)")
+        elif _given(n_users) and _given(n_items) and (r["stats/users_seen"], r.get("stats/items_seen")) != (
+                n_users - 1, n_items - 1):
+            notes.append(f"{dataset}: #Users / #Items count the users and items with a row in the split; its ids keep "
+                         f"the full dataset's id space ({int(n_users) - 1:,} users, {int(n_items) - 1:,} items)")
+        llm = g[g["kept_untrained"].notna()] if "kept_untrained" in g else g.iloc[0:0]
+        tr, va = _ints(llm.get("fit_train_rows", [])), _ints(llm.get("fit_valid_rows", []))
+        if tr or va:
+            n_train = r.get("stats/train")
+            on = ("all #Train rows" if _given(n_train) and tr == [int(n_train)]
+                  else f"seeded samples of {_fmt_ints(tr) or MISSING} of the #Train rows")
+            notes.append(f"{dataset}: the trained LLM runs train on {on} and select their kept state on "
+                         f"{_fmt_ints(va) or MISSING} of the {_fmt_stat(r.get('stats/valid_small'))} valid_small "
+                         "rows (part of #Valid)")
     return header, body, notes
 
 
@@ -102,9 +149,26 @@ def _per_user_mean(g: pd.DataFrame) -> dict[str, float]:
     """Per-user test AUC averaged over the seeds that recorded it."""
     acc: dict[str, list[float]] = {}
     for d in g["per_user_auc"] if "per_user_auc" in g else []:
-        for u, v in (d or {}).items():
-            acc.setdefault(u, []).append(v)
+        for u, v in (d if isinstance(d, dict) else {}).items():
+            if _given(v):
+                acc.setdefault(u, []).append(v)
     return {u: float(np.mean(v)) for u, v in acc.items()}
+
+
+def _per_user_recorded(g: pd.DataFrame) -> bool:
+    """True when a record of ``g`` carries per-user test AUCs (an empty map counts: no test user
+    had both classes); records from before the field carry none."""
+    return "per_user_auc" in g and any(isinstance(d, dict) for d in g["per_user_auc"])
+
+
+def _no_bootstrap_reason(best: tuple[str, pd.DataFrame], second: tuple[str, pd.DataFrame]) -> str:
+    """Why the paired user bootstrap between ``best`` and ``second`` (label, records) did not run."""
+    missing = [label for label, g in (best, second) if not _per_user_recorded(g)]
+    if missing:
+        return f"per-user AUCs not recorded for {' and '.join(missing)}"
+    shared = len(set(_per_user_mean(best[1])) & set(_per_user_mean(second[1])))
+    return (f"{shared} test user{'' if shared == 1 else 's'} with both classes scored by both; "
+            f"{MIN_SHARED_USERS} needed")
 
 
 def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[str, ...] = ("auc", "uauc")) -> Table:
@@ -133,7 +197,8 @@ def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[s
                 mark += "†"
             seed_txt = f"paired t-test over seeds p={p_seed:.3g}" if p_seed is not None else "paired t-test over seeds: n/a (< 2 shared seeds)"
             boot_txt = (f"paired bootstrap over test users (UAUC gap {boot[0]:+.4f}, 95% CI [{boot[1][0]:+.4f}, {boot[1][1]:+.4f}]) p={boot[2]:.3g}"
-                        if boot is not None else "paired user bootstrap: n/a (per-user AUCs not recorded)")
+                        if boot is not None else
+                        f"paired user bootstrap: n/a ({_no_bootstrap_reason((rows[best][1], gb), (rows[second][1], gs))})")
             notes.append(f"{d} {METRIC_LABELS[m]}: best {rows[best][1]} vs runner-up {rows[second][1]}: {seed_txt}; {boot_txt}.")
         cells[best][j] = bold(cells[best][j], tex) + mark
     body, last_group = [], None
