@@ -77,6 +77,14 @@ class Method:
         hard-coded), so the planner can run them first, as runs with their own records."""
         return []
 
+    @classmethod
+    def cf_runs(cls, config: Any) -> list[CFDependency]:
+        """``cf_dependencies`` with the config's ``cf_overrides`` (where it has that field) laid
+        over each one's own overrides: what the planner runs and what ``fit`` loads, so a suite
+        can e.g. cap the epochs of the CF runs a smoke test needs without touching the method."""
+        extra = dict(getattr(config, "cf_overrides", None) or {})
+        return [dataclasses.replace(d, overrides={**d.overrides, **extra}) for d in cls.cf_dependencies(config)]
+
     def fit(self, split: Split) -> dict[str, Any]:
         """Train on ``split.train`` selecting on ``split.valid``/``valid_small``; return fit info.
 

@@ -270,7 +270,7 @@ def _with_dependencies(suite: Suite, entries: list[tuple[DatasetSpec, RunSpec]],
         if run.key.stem in needed_by:
             raise BenchError(f"suite {suite.name}: {' -> '.join(needed_by + (run.key.stem,))} depend on each other",
                              "a method's cf_dependencies must not lead back to it")
-        deps = [resolve(run, dep) for dep in run.method_cls.cf_dependencies(run.config)]
+        deps = [resolve(run, dep) for dep in run.method_cls.cf_runs(run.config)]
         for dep_run in deps:
             place(dep_run, needed_by + (run.key.stem,))
         run.needs = tuple((d.key, records.config_hash(d.config_dict)) for d in deps)
@@ -286,7 +286,7 @@ def planned_dependencies(run: PlannedRun, runs: list[PlannedRun]) -> list[Planne
     """The runs of a plan that ``run`` declares it needs (for an executor that runs the plan
     out of order: it must start ``run`` only after these finish)."""
     found = []
-    for dep in run.method_cls.cf_dependencies(run.config):
+    for dep in run.method_cls.cf_runs(run.config):
         cls, variant, cfg = _dependency_config(dep)
         want = (run.dataset.name, run.key.seed, dep.method, records.config_hash(config_dict(cfg)))
         found += [other for other in runs if other.key.method == dep.method and other.key.seed == run.key.seed

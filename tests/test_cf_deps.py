@@ -151,6 +151,25 @@ def test_the_runner_and_the_llm_method_derive_the_same_embeddings_directory(tmp_
         assert runner_dir == llm_dir, k
 
 
+def test_cf_overrides_reach_the_planned_cf_run_and_the_run_that_loads_it(tmp_path):
+    """A suite caps the CF runs an LLM method reads (smoke: fewer epochs) through the method's
+    ``cf_overrides``: the planner's CF run and ``Method.cf_runs`` (what ``fit`` loads) agree."""
+    suite = _suite(tmp_path, f"""\
+  - {{method: mf, variant: bce, overrides: {{epochs: 3}}}}
+  - {{method: collm-mf, overrides: {{backbone: tiny-random, cf_overrides: {{epochs: 3}}}}}}
+  - {{method: cora-mf, overrides: {{backbone: tiny-random, cf_overrides: {{epochs: 2, stopping_step: 1}}}}}}
+""")
+    runs = plan(suite)
+    assert _keys(runs) == [("ml100k", "mf", "bce", 0), ("ml100k", "collm-mf", "two-stage", 0),
+                           ("ml100k", "mf", "bce+epochs=2+stopping_step=1", 0),
+                           ("ml100k", "cora-mf", "default", 0)]  # CoLLM's equals the suite's own MF run
+    by_key = {r.key.variant: r for r in runs}
+    for llm, cf in (("two-stage", "bce"), ("default", "bce+epochs=2+stopping_step=1")):
+        (dep,) = by_key[llm].method_cls.cf_runs(by_key[llm].config)
+        assert dep.overrides.items() >= {"epochs": by_key[cf].config.epochs}.items()
+        assert by_key[llm].needs == ((by_key[cf].key, config_hash(by_key[cf].config_dict)),)
+
+
 # --- a real suite: the CF run first, the LLM run loads ----------------------------------------
 
 def test_ci_suite_filtered_to_collm_runs_its_mf_first_and_collm_only_loads_it(tmp_path, data_dir, monkeypatch):

@@ -56,6 +56,8 @@ class LLMConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    # settings laid over the CF runs this method reads (Method.cf_runs), e.g. {epochs: 10} in smoke
+    cf_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         owner = type(self).__name__
@@ -164,7 +166,7 @@ class LLMRecommender(Method):
         what the planner ran first and what is loaded here are the same run by construction.
         Timed as set-up: under a suite this only reads a file; called directly it may train."""
         if dep is None:
-            deps = self.cf_dependencies(self.config)
+            deps = self.cf_runs(self.config)
             if len(deps) != 1:
                 raise ValueError(f"{type(self).__name__} declares {len(deps)} CF dependencies: name the one to load")
             dep = deps[0]
