@@ -10,9 +10,10 @@ import copy
 import dataclasses
 from typing import Any
 
-from bench.config import build_config
+from bench.config import build_config, config_dict
 from bench.errors import BenchError
 from bench.method import RunContext
+from bench.records import config_hash
 
 TOLERANCE = 0.02
 
@@ -46,7 +47,7 @@ def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict
 
     def count(k: int) -> int:
         v = k * step
-        key = (knob, v, tuple(sorted(dataclasses.asdict(cfg).items(), key=str)))
+        key = (knob, v, config_hash(config_dict(cfg)))  # a config may hold dicts (cf_overrides)
         if key not in counts:
             counts[key] = trainable_count(cls, dataclasses.replace(cfg, **{knob: v}), split, ctx, backbone)
         return counts[key]

@@ -30,6 +30,10 @@ def test_budget_matches_graphloras_count_within_two_percent(split, backbone, tmp
     assert matched.cora_r == cfg.cora_r and 0 < matched.qformer_dim < 2 * 256
     assert matched.qformer_dim % matched.qformer_heads == 0
     assert set(info["knobs"]) == {"qformer_dim", "qformer_ffn"}
+    # a config holding a dict (the CF runs' overrides, as smoke sets them) matches the same way
+    with_dict, _ = budget.match(cls, build_config(cls.Config, {**TINY, "cf_overrides": {"epochs": 10}}), "graphlora",
+                                split, ctx(tmp_path), backbone)
+    assert (with_dict.qformer_dim, with_dict.qformer_ffn) == (matched.qformer_dim, matched.qformer_ffn)
     # a number works too, and an unreachable one is a clear error
     _, info = budget.match(get_method("tallrec"), build_config(get_method("tallrec").Config, TINY), 10_000,
                            split, ctx(tmp_path), backbone)
