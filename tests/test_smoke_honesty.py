@@ -12,7 +12,7 @@ import torch
 
 from bench.report import render_all
 from bench.report.tables import UNTRAINED, UNTRAINED_NOTE
-from tests._records import run_record, write
+from _records import run_record, write
 
 
 def _fit(*best_steps: int) -> dict:
