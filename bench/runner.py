@@ -190,10 +190,11 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
 def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int]) -> list[PlannedRun]:
     """The planned runs (one per seed) of one suite entry on one dataset."""
     cls = get_method(spec.method)
-    variant, label = _run_variant(spec)
+    variant = spec.variant or cls.default_variant
     cfg = build_config(cls.Config, cls.variant_overrides(variant.partition("+")[0]), spec.overrides)
     if spec.budget is not None and not hasattr(cls, "budget_knobs"):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
+    label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
     return [PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, seed), ds, spec, cls, cfg, suite.timing,
                        suite.origin) for seed in seeds]
 
