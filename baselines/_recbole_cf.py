@@ -27,6 +27,12 @@ from bench.method import Method, RunContext
 from baselines._recbole_compat import load_checkpoint, quick_start_session, recbole_session
 
 PROTOCOLS = ("bce", "recbole")
+# CoLLM's baseline scripts' grid (PROTOCOLS-BASELINES.md): what `bench tune` searches by default
+PUBLISHED_GRID: dict[str, list[Any]] = {
+    "learning_rate": [1e-1, 1e-2, 1e-3, 1e-4],
+    "weight_decay": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0],
+    "embedding_size": [64, 128, 256],
+}
 SEQ_PAD = "0"  # recbench item ids start at 1; "0" opens every history (as CoLLM's padding id)
 
 
@@ -41,6 +47,13 @@ class CFConfig:
     epochs: int = 500  # upper bound; early stopping decides
     stopping_step: int = 20  # patience, in evaluations without valid-AUC improvement
     eval_step: int = 1  # evaluate on valid every N epochs
+    # also log each evaluation's AUC on a seeded sample of train rows (fit info "curve"): a train
+    # AUC racing ahead while valid peaks early tells a label leak or overfitting from slow learning
+    log_train_auc: bool = False
+    # graph models (LightGCN, NGCF) under ``bce``: every train positive is a graph edge and no
+    # negative is, so a model can learn "is (u, i) an edge", which no valid/test row is. keep: the
+    # published training; drop: each batch propagates over the graph without its own positive edges
+    own_edge: str = "keep"
 
     def validate(self) -> None:
         owner = type(self).__name__
@@ -50,6 +63,8 @@ class CFConfig:
             require(getattr(self, name) > 0, owner, f"{name} must be > 0", f"set {name} to a positive int")
         require(self.learning_rate > 0, owner, "learning_rate must be > 0", "e.g. 1e-3")
         require(self.weight_decay >= 0, owner, "weight_decay must be >= 0", "e.g. 1e-4")
+        require(self.own_edge in ("keep", "drop"), owner, f"own_edge {self.own_edge!r} is unknown",
+                "use keep (published) or drop")
 
     def model_params(self) -> dict[str, Any]:
         """RecBole keys specific to the model (subclasses add theirs)."""
@@ -65,6 +80,7 @@ class RecBoleCF(Method):
     variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole"}}
     default_variant = "bce"
     reference_variant = "recbole"  # RecBole's quick start trains natively
+    search_space = dict(PUBLISHED_GRID)
 
     def __init__(self, config: CFConfig, ctx: RunContext) -> None:
         super().__init__(config, ctx)
@@ -135,8 +151,13 @@ class RecBoleCF(Method):
             from recbole.utils import get_model, init_seed
 
             model_cls = get_model(self.recbole_model)
+            if self.config.own_edge == "drop" and not hasattr(model_cls, "get_norm_adj_mat"):
+                from bench.errors import BenchError
+
+                raise BenchError(f"{type(self).__name__}: own_edge drop needs a graph model",
+                                 "use own_edge: keep (only LightGCN and NGCF propagate over the train graph)")
             if self.config.protocol == "bce":
-                model_cls = _pointwise(model_cls)
+                model_cls = _pointwise(model_cls, drop_own_edge=self.config.own_edge == "drop")
             config = Config(model=model_cls, dataset=name, config_dict=self._recbole_config(root, name))
             # RecBole logs through the root logger (e.g. a weight_decay + reg_weight notice for
             # every graph model); keep its chatter out of ours.
@@ -149,8 +170,11 @@ class RecBoleCF(Method):
             train_ds = train_data.dataset
             graph_ds = train_ds.copy(train_ds.inter_feat[train_ds.inter_feat["label"] > 0])
             self.model = model_cls(config, graph_ds).to(config["device"])
+            self.dataset, self._device = dataset, config["device"]
             trainer = Trainer(config, self.model)
-            best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            curve: list[dict[str, float]] = []
+            best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False,
+                                        callback_fn=lambda epoch, auc: self._after_eval(split, curve, epoch, auc))
             # Evaluate the best epoch, not the last (RecBole's reload needs weights_only off).
             ckpt = load_checkpoint(trainer.saved_model_file, config["device"])
             self.model.load_state_dict(ckpt["state_dict"])
@@ -161,9 +185,22 @@ class RecBoleCF(Method):
             self._device = config["device"]
             self.fit_info = {"best_epoch": int(ckpt.get("epoch", -1)),
                              "best_valid_auc_recbole": float(best_valid or float("nan")),
-                             "protocol": self.config.protocol}
+                             "protocol": self.config.protocol, "curve": curve}
         self._save_embeddings(split)
         return self.fit_info
+
+    def _after_eval(self, split: Split, curve: list[dict[str, float]], epoch: int, valid_auc: float) -> None:
+        """After each valid evaluation: log the epoch's valid AUC (and train AUC, when asked),
+        then tell the harness (``RunContext.on_eval``: the tuner's pruner may stop the fit here)."""
+        point = {"epoch": int(epoch), "valid_auc": round(float(valid_auc), 6)}
+        if self.config.log_train_auc:
+            from bench.metrics import auc
+
+            rows = split.train.sample(n=min(len(split.train), self.config.eval_batch_size), random_state=self.ctx.seed)
+            point["train_auc"] = round(float(auc(rows["label"].to_numpy(), self._predict(rows))), 6)
+        curve.append(point)
+        if self.ctx.on_eval is not None:
+            self.ctx.on_eval(int(epoch), float(valid_auc))
 
     def reference_run(self, split: Split) -> dict[str, float]:
         """RecBole's quick start (``run_recbole``) on the same atomic files and config dict as
@@ -211,14 +248,25 @@ class RecBoleCF(Method):
         return Interaction(data)
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
+        with recbole_session():
+            return self._predict(rows)
+
+    def _predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """``model.predict`` on our rows in batches, in row order, in eval mode (the mode the
+        model was in is restored: this also runs between training epochs)."""
         import torch
 
         out = []
         bs = self.config.eval_batch_size
-        with recbole_session(), torch.no_grad():
-            for start in range(0, len(rows), bs):
-                inter = self._interaction_for(rows.iloc[start:start + bs]).to(self._device)
-                out.append(self.model.predict(inter).float().cpu().numpy())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(rows), bs):
+                    inter = self._interaction_for(rows.iloc[start:start + bs]).to(self._device)
+                    out.append(self.model.predict(inter).float().cpu().numpy())
+        finally:
+            self.model.train(was_training)
         return np.concatenate(out) if out else np.zeros(0)
 
     def param_counts(self) -> dict[str, int]:
@@ -267,21 +315,49 @@ class RecBoleCF(Method):
         self._artifacts["embeddings"] = str(path)
 
 
-_POINTWISE: dict[type, type] = {}
+_POINTWISE: dict[tuple[type, bool], type] = {}
 
 
-def _pointwise(model_cls: type) -> type:
-    """The RecBole model with its loss replaced by BCE-with-logits of ``predict`` on the label."""
-    if model_cls not in _POINTWISE:
+def _pointwise(model_cls: type, drop_own_edge: bool = False) -> type:
+    """The RecBole model with its loss replaced by BCE-with-logits of ``predict`` on the label;
+    with ``drop_own_edge`` (graph models) each training batch propagates over the train graph
+    minus the batch's own positive edges, as no valid/test row's pair is an edge."""
+    key = (model_cls, drop_own_edge)
+    if key not in _POINTWISE:
         import torch
 
-        def calculate_loss(self, interaction):  # noqa: ANN001
+        def bce(self, interaction):  # noqa: ANN001
             logits = self.predict(interaction)
             return torch.nn.functional.binary_cross_entropy_with_logits(logits, interaction["label"].float())
 
+        def calculate_loss(self, interaction):  # noqa: ANN001
+            if not drop_own_edge:
+                return bce(self, interaction)
+            full, full_adj = self.interaction_matrix, self.norm_adj_matrix
+            self.interaction_matrix = _without_edges(full, interaction, self.USER_ID, self.ITEM_ID)
+            self.norm_adj_matrix = self.get_norm_adj_mat().to(full_adj.device)
+            try:
+                return bce(self, interaction)
+            finally:
+                self.interaction_matrix, self.norm_adj_matrix = full, full_adj
+
         # Same __name__ (RecBole reads its per-model defaults by it); published as a module
         # global so RecBole's checkpoint, which pickles the config holding the class, works.
-        cls = type(model_cls.__name__, (model_cls,), {"calculate_loss": calculate_loss, "__module__": __name__})
-        globals()[model_cls.__name__] = cls
-        _POINTWISE[model_cls] = cls
-    return _POINTWISE[model_cls]
+        name = model_cls.__name__
+        cls = type(name, (model_cls,), {"calculate_loss": calculate_loss,
+                                        "__module__": __name__, "__qualname__": name + ("_DropOwnEdge" if drop_own_edge else "")})
+        globals()[cls.__qualname__] = cls
+        _POINTWISE[key] = cls
+    return _POINTWISE[key]
+
+
+def _without_edges(matrix, interaction, user_field: str, item_field: str):  # noqa: ANN001
+    """The coo user x item matrix without the (user, item) pairs of the batch's positive rows."""
+    import scipy.sparse as sp
+
+    pos = interaction["label"] > 0
+    users = interaction[user_field][pos].cpu().numpy()
+    items = interaction[item_field][pos].cpu().numpy()
+    n_items = matrix.shape[1]
+    keep = ~np.isin(matrix.row.astype(np.int64) * n_items + matrix.col, users.astype(np.int64) * n_items + items)
+    return sp.coo_matrix((matrix.data[keep], (matrix.row[keep], matrix.col[keep])), shape=matrix.shape)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from baselines._recbole_cf import CFConfig, RecBoleCF
+from baselines._recbole_cf import PUBLISHED_GRID, CFConfig, RecBoleCF
 from bench.config import check_per_dataset, on_dataset
 
 # the source datasets the ML-1M values also stand for are the defaults; others listed here
@@ -62,7 +62,9 @@ class LightGCN(PerDatasetCF):
     Config = LightGCNConfig
     recbole_model = "LightGCN"
     description = "LightGCN (RecBole), train-positive graph"
-    variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole", **OLD_DEFAULTS}}
+    variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole", **OLD_DEFAULTS},
+                "no-own-edge": {"protocol": "bce", "own_edge": "drop"}}  # see CFConfig.own_edge
+    search_space = {**PUBLISHED_GRID, "n_layers": [1, 2, 3]}  # CoLLM's LightGCN script adds the depth
 
     def embedding_tables(self):
         return self.model.forward()  # propagated user / item embeddings

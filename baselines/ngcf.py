@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from baselines._recbole_cf import CFConfig, RecBoleCF
+from baselines._recbole_cf import PUBLISHED_GRID, CFConfig, RecBoleCF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +24,11 @@ class NGCFConfig(CFConfig):
 class NGCF(RecBoleCF):
     Config = NGCFConfig
     recbole_model = "NGCF"
+    # no-own-edge: BCE training without a batch's own positive edges in the graph it propagates
+    # over (the train-time label leak; see CFConfig.own_edge). Not a published setting.
+    variants = {"bce": {"protocol": "bce"}, "recbole": {"protocol": "recbole"},
+                "no-own-edge": {"protocol": "bce", "own_edge": "drop"}}
+    search_space = {**PUBLISHED_GRID, "node_dropout": [0.0, 0.1, 0.3]}
     description = "NGCF (RecBole), train-positive graph"
 
     def embedding_tables(self):

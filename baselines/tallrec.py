@@ -247,7 +247,8 @@ class TALLRec(LLMRecommender):
         n_batches = -(-len(train_rows) // c.batch_size) * c.epochs
         spec = dataclasses.replace(c.train_spec(), epochs=1)
         info["stages"]["lora"] = train(params, batches, n_batches, loss_fn, evaluate, spec, self.bb.device,
-                                       name=f"{self.ctx.run_name}:lora", progress=self.ctx.progress, dtype=self.bb.dtype)
+                                       name=f"{self.ctx.run_name}:lora", progress=self.ctx.progress, dtype=self.bb.dtype,
+                                       on_eval=self.ctx.on_eval)
         self.prompt = ORIGINAL_PROMPT
         info["yes_no_ids"] = list(self.yes_no_ids)
         info["setup_s"] = dict(self.setup_s)

@@ -1,4 +1,4 @@
-"""``python -m bench run | ls | score | report | efficiency | scoring-speed | overhead``. Heavy imports happen inside the subcommands."""
+"""``python -m bench run | tune | ls | score | report | efficiency | scoring-speed | overhead``. Heavy imports happen inside the subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: a local instance)")
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bars, log lines only (also off under $CI or when stderr is not a terminal)")
+
+    tune = sub.add_parser("tune", help="search a suite's `tuned: true` runs on valid AUC (Optuna; resumable)",
+                          description="Each `tuned: true` run of the suite gets the suite's budget of trials "
+                                      "(tuning.trials), searched by its sampler over the method's declared space; a "
+                                      "trial never sees the test rows. Studies are stored in <results-dir>/tuning/"
+                                      "<suite>.db: a killed tune resumes, two tuners share a study. Then `bench run` "
+                                      "scores each chosen configuration on test as an ordinary run (label +tuned).")
+    tune.add_argument("--suite", required=True, help="suite name (see `ls`) or a YAML path")
+    tune.add_argument("--methods", type=_csv, help="comma-separated subset of the suite's tuned methods (METHOD:VARIANT too)")
+    tune.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
+    tune.add_argument("--trials", type=int, default=None, help="trials per tuned run (default: the suite's tuning.trials)")
+    tune.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
+    tune.add_argument("--results-dir", default="results", type=Path,
+                      help="where the studies go: <results-dir>/tuning/<suite>.db (default: results)")
+    tune.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
     ls = sub.add_parser("ls", help="list methods (with their variants), datasets (and where their data is) and suites")
     ls.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
@@ -297,6 +312,22 @@ def main(argv: list[str] | None = None) -> int:
                       f"{counts['failed']} failed, {counts['unavailable']} without data")
             distributed.teardown()
             return 1 if counts["failed"] else 0
+        if args.command == "tune":
+            from bench.runner import check_device_name
+            from bench.tuning import tune_suite
+
+            if args.trials is not None:
+                _require_positive(args, "trials")
+            check_device_name(args.device)
+            _check_installed(args.suite, args.methods, args.datasets)
+            studies = tune_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
+                                 methods=args.methods, datasets=args.datasets, trials=args.trials, device=args.device)
+            for info in studies:
+                print(f"{info['study']}: valid auc {info['best_valid_auc']:.4f} with {info['params']} "
+                      f"({info['complete']} complete, {info['pruned']} pruned of {info['budget']})")
+            print(f"studies: {len(studies)} in {args.results_dir / 'tuning'}; next: python -m bench run --suite "
+                  f"{args.suite} --results-dir {args.results_dir}")
+            return 0
         if args.command == "efficiency":
             from bench.efficiency import measure, write
             from bench.runner import resolve_device

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,10 @@ class RunContext:
     # measurements where values do not matter (parameter counts, step times), so no CF run (nor
     # RecBole) is needed. Said here, per run, rather than by a process-wide switch.
     random_cf: bool = False
+    # called after each evaluation on valid during ``fit`` with (step, valid AUC), step being the
+    # method's own unit (epochs, optimiser steps). It may raise to stop the fit: the tuner's
+    # pruner stops a hopeless trial this way (``bench.tuning``). None: nobody listens.
+    on_eval: Callable[[int, float], None] | None = None
     log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("bench"))
 
 
@@ -57,6 +61,9 @@ class Method:
     # the variant whose training the underlying library's own entry point reproduces (None: the
     # method has no such reference, so the overhead benchmark skips it)
     reference_variant: ClassVar[str | None] = None
+    # config field -> the values ``python -m bench tune`` searches (the published grids where a
+    # paper gives one); a suite's ``tuning.spaces`` replaces or adds fields. Empty: not tunable.
+    search_space: ClassVar[dict[str, list[Any]]] = {}
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config

@@ -148,6 +148,9 @@ class RunRecord(_Model):
     # the CF runs whose embeddings this run read: their key stem -> config hash (None: recorded
     # before dependencies were tracked)
     dependencies: dict[StrictStr, StrictStr] | None = None
+    # a tuned run: the study that chose its config (storage, trials, budget, chosen values, each
+    # trial's valid AUC); None: the run's config was set by hand
+    tuned: dict[str, Any] | None = None
     error: StrictStr | None = None
     traceback: StrictStr | None = None
 

@@ -38,6 +38,7 @@ class PlannedRun:
     timing: tuple[int, int] = (2, 5)  # (warm-up, timed) steps for the step timings
     suite_origin: str | None = None  # which suite file planned it (records carry it: see suites.identify)
     needs: tuple[tuple[records.RunKey, str], ...] = ()  # its CF dependencies' (key, config hash), set by plan()
+    tuned: dict[str, Any] | None = None  # a tuned run: its study and choice (bench.tuning.chosen)
 
     def dependency_state(self, results_dir: Path) -> dict[str, tuple[str, Path]]:
         """Each CF dependency's stem -> (config hash, record path): what decides, beside the
@@ -108,8 +109,11 @@ def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> N
 
 
 def _run_variant(spec: RunSpec) -> tuple[str, str]:
-    """(variant, label) of a suite entry: the variant it runs, and the label its records carry."""
+    """(variant, label) of a suite entry: the variant it runs, and the label its records carry
+    (``bce+tuned`` for a tuned run, ``default@budget-graphlora`` for a budget-matched one)."""
     variant = spec.variant or get_method(spec.method).default_variant
+    if spec.tuned:
+        return variant, f"{variant}+tuned"
     return variant, (variant if spec.budget is None else f"{variant}@budget-{spec.budget}")
 
 
@@ -159,7 +163,7 @@ def _selected(spec: RunSpec, wanted: dict[str, set[str] | None] | None) -> bool:
 
 
 def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
-         seeds: list[int] | None = None) -> list[PlannedRun]:
+         seeds: list[int] | None = None, results_dir: Path | None = None) -> list[PlannedRun]:
     """Every run of the suite after filters, each preceded by the CF runs it declares
     (``Method.cf_dependencies``) as ordinary runs with their own records; configs are built (and
     so validated) up front. ``methods`` items are method names (all their variants in the suite)
@@ -168,7 +172,10 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     A dependency is the suite's own run where one has the same method and config on the same
     dataset and seed (moved before its first dependent if it came later, and kept even when
     ``methods`` filters it out: the run that needs it cannot do without it); otherwise it is a
-    new run, planned once however many runs need it."""
+    new run, planned once however many runs need it.
+
+    A ``tuned: true`` entry takes the configuration its study under ``results_dir`` chose
+    (``bench.tuning.chosen``); planning one without ``results_dir`` is an error."""
     from bench.data import DATASETS
 
     wanted_methods = method_filter(suite, methods)
@@ -180,23 +187,39 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
                for spec in suite.runs if not (spec.datasets and ds.name not in spec.datasets)]
     wanted = [run for ds, spec in entries if _selected(spec, wanted_methods)
-              for run in _entry_runs(suite, ds, spec, seed_list)]
+              for run in _entry_runs(suite, ds, spec, seed_list, results_dir)]
     if not wanted:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
                          "check --methods / --datasets against `python -m bench ls`")
     return _with_dependencies(suite, entries, seed_list, wanted)
 
 
-def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int]) -> list[PlannedRun]:
+def entry_config(spec: RunSpec) -> Any:
+    """A suite entry's config as written: defaults < variant < the entry's overrides (for a
+    tuned entry, what its search starts from)."""
+    cls = get_method(spec.method)
+    variant, _ = _run_variant(spec)
+    return build_config(cls.Config, cls.variant_overrides(variant.partition("+")[0]), spec.overrides)
+
+
+def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int],
+                results_dir: Path | None = None) -> list[PlannedRun]:
     """The planned runs (one per seed) of one suite entry on one dataset."""
     cls = get_method(spec.method)
-    variant = spec.variant or cls.default_variant
-    cfg = build_config(cls.Config, cls.variant_overrides(variant.partition("+")[0]), spec.overrides)
+    cfg = entry_config(spec)
     if spec.budget is not None and not hasattr(cls, "budget_knobs"):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
-    label = variant if spec.budget is None else f"{variant}@budget-{spec.budget}"
+    _, label = _run_variant(spec)
+    tuned = None
+    if spec.tuned:
+        from bench import tuning
+
+        if results_dir is None:
+            raise BenchError(f"suite {suite.name}: a tuned run is planned without a results directory",
+                             "plan it with results_dir (where `python -m bench tune` stored its study)")
+        cfg, tuned = tuning.chosen(suite, ds.name, spec, cfg, results_dir)
     return [PlannedRun(records.RunKey(suite.name, ds.name, spec.method, label, seed), ds, spec, cls, cfg, suite.timing,
-                       suite.origin) for seed in seeds]
+                       suite.origin, tuned=tuned) for seed in seeds]
 
 
 def _dependency_config(dep: CFDependency) -> tuple[type, str, Any]:
@@ -236,8 +259,8 @@ def _with_dependencies(suite: Suite, entries: list[tuple[DatasetSpec, RunSpec]],
     def pool(method: str) -> list[PlannedRun]:
         if method not in pooled:
             pooled.add(method)
-            for ds, spec in entries:
-                if spec.method == method and (ds.name, id(spec)) not in in_wanted:
+            for ds, spec in entries:  # a tuned run is never another's dependency: its config moves
+                if spec.method == method and not spec.tuned and (ds.name, id(spec)) not in in_wanted:
                     by_method.setdefault(method, []).extend(_entry_runs(suite, ds, spec, seeds))
         return by_method.setdefault(method, [])
 
@@ -307,6 +330,7 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         "config": run.config_dict,
         "config_hash": records.config_hash(run.config_dict),
         "dependencies": {key.stem: h for key, h in run.needs} if run.needs else None,
+        "tuned": run.tuned,
         # the data as the run saw it, described by the record alone: the report reads nothing else
         "split": {"fingerprint": split.fingerprint, "source": run.dataset.source,
                   "transforms": dataset_steps(run.dataset), "stats": split.stats(),
@@ -455,7 +479,7 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
               progress: bool = True, executor: str = "local", address: str | None = None) -> dict[str, int]:
     """Every planned run of the suite, in this process (``local``) or as Ray tasks (``ray``)."""
     suite = load_suite(suite_name)
-    runs = plan(suite, methods, datasets, seeds)
+    runs = plan(suite, methods, datasets, seeds, results_dir)
     counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
     if executor not in ("local", "ray"):
         raise unknown("executor", executor, ["local", "ray"])

@@ -34,7 +34,7 @@ import dataclasses
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -87,6 +87,9 @@ class _Run(StrictModel):
     sweep: dict[str, Any] | None = schema_field(
         None, "a mapping of variant or config key to a list of values or a range such as 'layer-{0..29}'",
         "e.g. sweep: {variant: 'layer-{0..29}'} or sweep: {lora_r: [4, 8, 16]}")
+    tuned: bool = schema_field(False, "true or false",
+                               "tuned: true runs the configuration `python -m bench tune` chose on valid AUC "
+                               "(default: false, the method's own settings)")
 
     @field_validator("budget")
     @classmethod
@@ -111,6 +114,22 @@ class _Timing(StrictModel):
         5, "an int >= 0", "e.g. timing: {warmup: 2, repeats: 5} (repeats: 0 turns step timing off)", ge=0)
 
 
+class _Tuning(StrictModel):
+    trials: int = schema_field(20, "a positive int", "e.g. tuning: {trials: 20} (every tuned run gets this many)",
+                               gt=0)
+    sampler: Literal["tpe", "grid", "random"] = schema_field("tpe", "one of tpe, grid, random",
+                                                             "e.g. tuning: {sampler: tpe}")
+    pruner: Literal["median", "none"] = schema_field("median", "median or none", "e.g. tuning: {pruner: median}")
+    # evaluations a trial always gets before the pruner may stop it, and trials before it prunes at all
+    warmup_evals: int = schema_field(5, "an int >= 0", "e.g. tuning: {warmup_evals: 5}", ge=0)
+    startup_trials: int = schema_field(5, "an int >= 0", "e.g. tuning: {startup_trials: 5}", ge=0)
+    seed: Seed | None = schema_field(None, SEED_TEXT, "e.g. tuning: {seed: 0} (default: the suite's first seed)")
+    spaces: dict[str, dict[str, list[Any]]] = schema_field(
+        {}, "a mapping of method name to {config key: [values]}",
+        "e.g. tuning: {spaces: {ngcf: {node_dropout: [0.0, 0.1]}}} (replaces or adds those keys of the method's "
+        "declared search space)")
+
+
 class _SuiteFile(StrictModel):
     name: str | None = schema_field(None, "a name of letters, digits, '.', '_' or '-'",
                                     "e.g. name: my-ml1m-sweep (the folder its records go to under results/)",
@@ -122,6 +141,8 @@ class _SuiteFile(StrictModel):
         None, "a mapping of dataset name to options", "e.g. datasets: {ml100k: {subset_users: 60}, ml1m: {}}")
     runs: list[_Run] | None = schema_field(None, "a list of runs", "e.g. runs: [{method: mf, variant: bce}]")
     timing: _Timing | None = schema_field(None, "a mapping", "e.g. timing: {warmup: 2, repeats: 5}")
+    tuning: _Tuning | None = schema_field(None, "a mapping",
+                                          "e.g. tuning: {trials: 20, sampler: tpe, pruner: median}")
 
 
 def _value_text(value: Any) -> str:
@@ -213,6 +234,20 @@ class RunSpec:
     overrides: dict[str, Any]
     datasets: tuple[str, ...] | None = None  # restrict this run to some of the suite's datasets
     budget: str | int | None = None  # match trainable params to a method's count (or a number)
+    tuned: bool = False  # run the configuration `bench tune` chose (bench.tuning)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningSpec:
+    """How ``python -m bench tune`` searches a suite's ``tuned: true`` runs: the same budget of
+    trials for each, one sampler, one pruner, one training seed (see ``bench.tuning``)."""
+    trials: int = 20
+    sampler: str = "tpe"
+    pruner: str = "median"
+    warmup_evals: int = 5
+    startup_trials: int = 5
+    seed: int = 0
+    spaces: dict[str, dict[str, list[Any]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +261,7 @@ class Suite:
     # which file this is: "builtin:<name>" or the resolved path of a user's suite file. Records
     # carry it, so two different files can never share a results folder (see ``identify``).
     origin: str = ""
+    tuning: TuningSpec = TuningSpec()  # how `bench tune` searches the suite's tuned runs
 
 
 def suite_names() -> list[str]:
@@ -260,12 +296,17 @@ def load_suite(name_or_path: str) -> Suite:
                                  did_you_mean(d, names))
         expanded = (expand_sweep(r.method, r.variant, dict(r.overrides or {}), r.sweep, f"{where}: runs[{i}]")
                     if r.sweep else [(r.variant, dict(r.overrides or {}))])
-        runs.extend(RunSpec(r.method, variant, overrides, tuple(r.datasets) if r.datasets else None, r.budget)
-                    for variant, overrides in expanded)
+        if r.tuned and r.budget is not None:
+            raise BenchError(f"{where}: runs[{i}] is both tuned and budget-matched",
+                             "drop tuned: (a matched budget fixes the size the tuner would search) or budget:")
+        runs.extend(RunSpec(r.method, variant, overrides, tuple(r.datasets) if r.datasets else None, r.budget,
+                            r.tuned) for variant, overrides in expanded)
     timing = spec.timing or _Timing()
+    tuning = spec.tuning or _Tuning()
+    tuning_spec = TuningSpec(**{**tuning.model_dump(), "seed": spec.seeds[0] if tuning.seed is None else tuning.seed})
     name, origin = identify(path, spec.name)
     return Suite(name, spec.description or "", tuple(spec.seeds), datasets, tuple(runs),
-                 (timing.warmup, timing.repeats), origin)
+                 (timing.warmup, timing.repeats), origin, tuning_spec)
 
 
 def _declare(spec: _SuiteFile, path: Path, where: str) -> None:

@@ -145,3 +145,46 @@ def test_sasrec_row_embeddings_run_each_history_once_and_equal_a_per_row_forward
             inter = m._interaction_for(rows.iloc[i:i + 1])
             want = m.model.forward(inter["item_id_list"], inter["item_length"]).numpy()[0]
             np.testing.assert_allclose(got[i], want, atol=1e-5)
+
+
+def test_no_own_edge_drops_exactly_the_batch_positive_edges_and_restores_the_graph(ml100k, tmp_path):
+    """NGCF / LightGCN ``no-own-edge``: each training batch propagates over the train graph minus
+    that batch's own positive (user, item) edges; scoring uses the whole train graph again."""
+    import scipy.sparse as sp
+    import torch
+
+    from baselines._recbole_cf import _without_edges
+    from baselines.ngcf import NGCF
+    from bench.config import build_config
+    from bench.method import RunContext
+
+    m = sp.coo_matrix((np.ones(5, dtype=np.float32), ([0, 0, 1, 2, 2], [1, 2, 2, 0, 3])), shape=(3, 4))
+    batch = {"u": torch.tensor([0, 2, 1]), "i": torch.tensor([2, 3, 0]), "label": torch.tensor([1.0, 1.0, 1.0])}
+    batch_neg = dict(batch, label=torch.tensor([1.0, 0.0, 1.0]))  # a negative row's pair is no edge to drop
+    left = {(r, c) for r, c in zip(*_without_edges(m, batch, "u", "i").nonzero())}
+    assert left == {(0, 1), (1, 2), (2, 0)}
+    assert {(r, c) for r, c in zip(*_without_edges(m, batch_neg, "u", "i").nonzero())} == {(0, 1), (1, 2), (2, 0), (2, 3)}
+
+    cfg = build_config(NGCF.Config, NGCF.variant_overrides("no-own-edge"), {"epochs": 2, "embedding_size": 8,
+                                                                            "hidden_size_list": [8]})
+    ctx = RunContext(dataset="ml100k", seed=0, device="cpu", work_dir=tmp_path, artifact_dir=tmp_path / "a",
+                     split_fingerprint="x", progress=False)
+    method = NGCF(cfg, ctx)
+    seen: list[int] = []
+    split = subset(ml100k, 30, 0)
+    original = NGCF.recbole_model
+    info = method.fit(split)
+    model = method.model
+    assert type(model).__qualname__ == "NGCF_DropOwnEdge" and original == "NGCF"
+    full = model.get_norm_adj_mat()  # after fit: the whole train-positive graph is back
+    assert torch.equal(model.norm_adj_matrix.to_dense(), full.to_dense())
+    assert model.interaction_matrix.nnz == len(split.train_graph())
+    pos = split.train[split.train["label"] == 1].head(64)
+    inter = method._interaction_for(pos)
+    inter.interaction["label"] = torch.ones(len(inter))
+    predict = model.predict
+    model.predict = lambda batch: (seen.append(model.interaction_matrix.nnz), predict(batch))[1]
+    model.calculate_loss(inter)  # a training step propagates without the batch's 64 edges ...
+    assert seen == [len(split.train_graph()) - len(pos[["user", "item"]].drop_duplicates())]
+    assert torch.equal(model.norm_adj_matrix.to_dense(), full.to_dense())  # ... and puts them back
+    assert info["best_epoch"] >= 0

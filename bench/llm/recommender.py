@@ -101,6 +101,8 @@ class LLMRecommender(Method):
     Config = LLMConfig
     description = "LLM recommender base"
     budget_knobs: ClassVar[tuple[str, ...]] = ("lora_r",)  # what a matched budget may change
+    # the paper: learning rate and weight decay grid-searched on valid AUC (AdamW; 1e-4 published)
+    search_space: ClassVar[dict[str, list[Any]]] = {"lr": [1e-4, 1e-3], "weight_decay": [0.0, 1e-3, 1e-2]}
     wants_accelerator: ClassVar[bool] = True
     data_parallel: ClassVar[bool] = True
     # Scoring may run a prompt prefix that rows of one user share once, as a KV cache (see
@@ -356,7 +358,7 @@ class LLMRecommender(Method):
                 stage.params,
                 lambda epoch, p=stage.prompt: self._batches(train_rows, p, bs, shuffle=True, seed=self.ctx.seed * 1000 + epoch),
                 n_batches, loss_fn, evaluate, stage.spec, self.bb.device, name=f"{self.ctx.run_name}:{stage.name}",
-                progress=self.ctx.progress, dtype=self.bb.dtype)
+                progress=self.ctx.progress, dtype=self.bb.dtype, on_eval=self.ctx.on_eval)
             self.prompt = stage.prompt
         info["setup_s"] = dict(self.setup_s)  # the runner subtracts these from the fit's wall time
         self.fit_info = info

@@ -52,6 +52,7 @@ def train(
     name: str = "",
     progress: bool = True,
     dtype: torch.dtype = torch.float32,  # the backbone's: bf16 trains under autocast
+    on_eval: Callable[[int, float], None] | None = None,  # (step, valid AUC) after each evaluation; may raise
 ) -> dict:
     """Train ``params`` in place; on return they hold the best evaluated state.
 
@@ -78,6 +79,8 @@ def train(
         auc = evaluate()
         history.append((step, auc))
         log.info("%s step %d/%d valid auc %.4f", name, step, total, auc)
+        if on_eval is not None:  # e.g. the tuner's pruner, which stops a hopeless trial by raising
+            on_eval(step, auc)
         if math.isnan(auc):
             # a one-class validation sample cannot rank: keep the latest state, never the
             # untrained one, and do not count it against patience

@@ -148,10 +148,16 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
             path = sdir / f"{name}.tex"
             path.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
             written.append(path)
+        from bench.report import tuning
+
+        th, tb, tnotes = tuning.table(g)
+        if tb:
+            md += ["### Tuning — equal budgets, chosen on valid AUC", "",
+                   tabulate(tb, headers=th, tablefmt="github"), ""] + [f"- {n}" for n in tnotes] + [""]
         from bench.report import figures  # matplotlib only when there is something to draw
 
         for dataset in sorted(g["dataset"].unique()):
-            for fig_name, fn in (("fig3", figures.fig3), ("fig4", figures.fig4)):
+            for fig_name, fn in (("fig3", figures.fig3), ("fig4", figures.fig4), ("tuning", tuning.figure)):
                 paths = fn(g, layout, dataset, sdir / f"{fig_name}_{dataset}")
                 written += paths
                 png = [p for p in paths if p.suffix == ".png"]

@@ -41,6 +41,7 @@ def _row(rec: RunRecord, latest_failure: RunRecord | None) -> dict:
     row["infer_step_s"] = timing.get("infer_step_s")
     row["device"] = rec.device_name or rec.device
     row["budget_target"] = (rec.budget or {}).get("target")
+    row["tuned"] = rec.tuned  # a tuned run: its study's budget, choice and trials (the tuning table)
     row["per_user_auc"] = rec.per_user_auc.get("test")
     fit = rec.fit if isinstance(rec.fit, dict) else {}
     row["kept_untrained"] = kept_untrained(fit)

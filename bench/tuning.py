@@ -1,0 +1,297 @@
+"""``python -m bench tune``: search each ``tuned: true`` run of a suite on valid AUC, with Optuna.
+
+Fairness, by construction:
+- every tuned run gets the suite's same budget of trials (``tuning.trials``), the same sampler,
+  pruner and training seed; a trial stopped by the pruner or diverging counts against it;
+- a trial trains on train, selects its epoch on valid and is scored on valid only; it is handed
+  the split with every test label masked (``trial_split``), so no test label enters a trial;
+- the chosen configuration is then an ordinary run of ``bench run`` (the entry's label gets
+  ``+tuned``), scored on test once per seed, its record naming the study and every trial.
+
+A study lives in Optuna's SQLite storage at ``<results>/tuning/<suite>.db`` (one study per
+dataset x run): a killed tune resumes where it stopped, and two tuners on one study share its
+trials. Search spaces are data: ``Method.search_space`` (the published grids), replaced or
+extended per method by the suite's ``tuning.spaces``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import build_config, config_dict
+from bench.errors import BenchError
+from bench.registry import get_method
+from bench.suites import RunSpec, Suite
+
+log = logging.getLogger("bench")
+
+TUNE_FIX = "run `python -m bench tune --suite {suite}` first (it stores its studies under {where})"
+# trial states that spend the budget: finished, stopped by the pruner (a diverging trial is one)
+_SPENT = ("COMPLETE", "PRUNED")
+
+
+def storage_path(results_dir: Path, suite: str) -> Path:
+    return Path(results_dir) / "tuning" / f"{suite}.db"
+
+
+def study_name(dataset: str, spec: RunSpec) -> str:
+    """One study per (dataset, suite entry): ``ml1m/mf/bce+tuned``."""
+    from bench.runner import _run_variant
+
+    return f"{dataset}/{spec.method}/{_run_variant(spec)[1]}"
+
+
+def search_space(suite: Suite, method: str) -> dict[str, list[Any]]:
+    """The method's declared space with the suite's ``tuning.spaces[method]`` over it, checked
+    against the method's config (an unknown key or a bad value is one BenchError)."""
+    cls = get_method(method)
+    space = {**cls.search_space, **suite.tuning.spaces.get(method, {})}
+    if not space:
+        raise BenchError(f"suite {suite.name}: {method} declares no search space",
+                         f"give one in the suite: tuning: {{spaces: {{{method}: {{KEY: [VALUES]}}}}}}")
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise BenchError(f"suite {suite.name}: search space {method}.{key} must be a non-empty list",
+                             f"e.g. tuning: {{spaces: {{{method}: {{{key}: [1.0e-3, 1.0e-4]}}}}}}")
+        for value in values:  # each value alone must make a valid config
+            build_config(cls.Config, {key: value})
+    return space
+
+
+def with_params(cfg: Any, params: dict[str, Any]) -> Any:
+    """``cfg`` with the searched values set. A config's ``per_dataset`` settings (the published
+    per-dataset values) would silently replace them on that dataset: those keys are dropped there."""
+    layer: dict[str, Any] = dict(params)
+    per = getattr(cfg, "per_dataset", None)
+    if per:
+        layer["per_dataset"] = {d: {k: v for k, v in values.items() if k not in params} for d, values in per.items()}
+    return build_config(type(cfg), config_dict(cfg), layer)
+
+
+def trial_split(split: Any) -> Any:
+    """The split a trial trains on: every test label replaced by 0, so no trial can learn from
+    or select on a test label (and the objective scores valid rows only). The test rows' users
+    and items stay, as in every run: they are part of the id space a model is built over, so the
+    chosen configuration's ``bench run`` trains exactly as its trial did and reproduces its
+    valid AUC. The fingerprint stays the real split's, so cached CF embeddings are found."""
+    return dataclasses.replace(split, test=split.test.assign(label=0))
+
+
+# ---- Optuna --------------------------------------------------------------------------------
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise BenchError("tuning needs optuna, which is not installed",
+                         "pip install -c constraints.txt -e '.[tune]'") from None
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the heartbeat (what lets a resumed tune re-run a killed trial) is flagged experimental
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _storage(path: Path):
+    optuna = _optuna()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the heartbeat marks a killed process's running trial failed, so a resumed tune re-runs it
+    return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}", heartbeat_interval=15, grace_period=45)
+
+
+def _sampler(kind: str, space: dict[str, list[Any]], seed: int):
+    optuna = _optuna()
+    if kind == "grid":
+        return optuna.samplers.GridSampler(space, seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(suite: Suite):
+    optuna = _optuna()
+    t = suite.tuning
+    if t.pruner == "none":
+        return optuna.pruners.NopPruner()
+    # a trial below the median of earlier trials at the same evaluation stops there
+    return optuna.pruners.MedianPruner(n_startup_trials=t.startup_trials, n_warmup_steps=t.warmup_evals)
+
+
+def open_study(results_dir: Path, suite: Suite, dataset: str, spec: RunSpec, create: bool):
+    """The stored study of one tuned entry; None when it does not exist and ``create`` is off."""
+    optuna = _optuna()
+    path = storage_path(results_dir, suite.name)
+    name = study_name(dataset, spec)
+    if not create:
+        if not path.exists() or name not in optuna.study.get_all_study_names(_storage(path)):
+            return None
+        return optuna.load_study(study_name=name, storage=_storage(path))
+    space = search_space(suite, spec.method)
+    return optuna.create_study(study_name=name, storage=_storage(path), direction="maximize", load_if_exists=True,
+                               sampler=_sampler(suite.tuning.sampler, space, suite.tuning.seed),
+                               pruner=_pruner(suite))
+
+
+def _spent(study) -> int:  # noqa: ANN001
+    return sum(t.state.name in _SPENT for t in study.get_trials(deepcopy=False))
+
+
+def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any, device: str, progress: bool):
+    from bench import workdirs
+    from bench.method import RunContext
+    from bench.metrics import auc
+
+    optuna = _optuna()
+    cls = get_method(spec.method)
+    space = search_space(suite, spec.method)
+    seen = trial_split(split)
+
+    def objective(trial) -> float:  # noqa: ANN001
+        params = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
+        config = with_params(base, params)
+
+        def on_eval(step: int, value: float) -> None:
+            if math.isnan(value):  # a one-class valid sample says nothing to prune on
+                return
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"valid AUC {value:.4f} at step {step}")
+
+        t0 = time.perf_counter()
+        with workdirs.scratch(spec.method) as work:
+            ctx = RunContext(dataset=dataset, seed=suite.tuning.seed, device=device, work_dir=work,
+                             artifact_dir=work / "artifacts", split_fingerprint=split.fingerprint,
+                             run_name=f"{study_name(dataset, spec)}#{trial.number}", progress=progress,
+                             on_eval=on_eval)
+            method = cls(config, ctx)
+            try:
+                info = method.fit(seen) or {}
+                value = auc(seen.valid["label"].to_numpy(), method.score(seen.valid))
+            except optuna.TrialPruned:
+                trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+                raise
+            except (BenchError, ValueError, FloatingPointError) as e:
+                # a diverging configuration (NaN loss, unusable scores) is a hopeless trial:
+                # stopped, counted against the budget, and the search goes on
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+                trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+                raise optuna.TrialPruned(str(e)[:200]) from None
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+        for k in ("best_epoch", "best_step"):
+            if k in info:
+                trial.set_user_attr(k, info[k])
+        if not math.isfinite(value):
+            trial.set_user_attr("error", "valid AUC is undefined")
+            raise optuna.TrialPruned("valid AUC is undefined")
+        return float(value)
+
+    return objective
+
+
+def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_dir: Path, device: str,
+               trials: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run trials of one tuned entry until its study has spent ``trials`` (the suite's budget by
+    default); trials already in the study count, so a killed tune resumes where it stopped."""
+    from bench.runner import entry_config
+
+    optuna = _optuna()
+    budget = trials or suite.tuning.trials
+    study = open_study(results_dir, suite, dataset, spec, create=True)
+    study.set_user_attr("budget", budget)
+    left = budget - _spent(study)
+    name = study_name(dataset, spec)
+    if left > 0:
+        log.info("%s: %d of %d trials to run", name, left, budget)
+        objective = _objective(suite, dataset, spec, entry_config(spec), split, device, progress)
+        stop = optuna.study.MaxTrialsCallback(budget, states=tuple(optuna.trial.TrialState[s] for s in _SPENT))
+        study.optimize(objective, n_trials=left, callbacks=[stop], gc_after_trial=True)
+    else:
+        log.info("%s: its %d trials are done", name, budget)
+    return summary(study, suite, spec)
+
+
+def summary(study, suite: Suite, spec: RunSpec) -> dict[str, Any]:  # noqa: ANN001
+    """What a tuned run's record says of its study: where it is, the budget, the chosen values and
+    every trial (number, state, valid AUC, values, seconds), in trial order."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise BenchError(f"study {study.study_name} has no finished trial",
+                         f"run `python -m bench tune --suite {suite.name}` (more trials, or a narrower space)")
+    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+    return {
+        "study": study.study_name,
+        "storage": f"tuning/{suite.name}.db",
+        "sampler": suite.tuning.sampler, "pruner": suite.tuning.pruner, "seed": suite.tuning.seed,
+        "budget": int(study.user_attrs.get("budget", suite.tuning.trials)),
+        "space": search_space(suite, spec.method),
+        "complete": len(complete),
+        "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "best_trial": best.number,
+        "best_valid_auc": best.value,
+        "params": dict(best.params),
+        "trials": [{"number": t.number, "state": t.state.name.lower(), "valid_auc": t.value,
+                    "params": dict(t.params), "seconds": t.user_attrs.get("seconds"),
+                    **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})}
+                   for t in trials if t.state.name in _SPENT],
+    }
+
+
+def chosen(suite: Suite, dataset: str, spec: RunSpec, base: Any, results_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """(config, tuned info) of a tuned entry: its config with the study's best values, and the
+    study summary its records carry. No study, or none finished: one BenchError saying to tune."""
+    where = storage_path(results_dir, suite.name)
+    study = open_study(results_dir, suite, dataset, spec, create=False)
+    if study is None:
+        raise BenchError(f"suite {suite.name}: {study_name(dataset, spec)} is tuned, but {where} has no study of it",
+                         TUNE_FIX.format(suite=suite.name, where=where.parent))
+    info = summary(study, suite, spec)
+    return with_params(base, info["params"]), info
+
+
+def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None, methods: list[str] | None = None,
+               datasets: list[str] | None = None, trials: int | None = None, device: str = "auto",
+               progress: bool = False) -> list[dict[str, Any]]:
+    """Tune every ``tuned: true`` entry of the suite (after the filters), one study each; returns
+    each study's summary. The chosen configurations then run with ``bench run``."""
+    from bench import records, runner, workdirs
+    from bench.data import load_split
+
+    from bench.suites import load_suite
+
+    suite = load_suite(suite_name)
+    wanted = runner.method_filter(suite, methods)
+    entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
+               for spec in suite.runs if spec.tuned and not (spec.datasets and ds.name not in spec.datasets)
+               and runner._selected(spec, wanted)]
+    if not entries:
+        raise BenchError(f"suite {suite.name}: nothing to tune (no `tuned: true` run is left by the filters)",
+                         "mark runs `tuned: true` in the suite file, or check --methods / --datasets")
+    for _, spec in entries:
+        search_space(suite, spec.method)  # every space checked before any training
+    records.writable_dir(results_dir, "--results-dir")
+    workdirs.clean_stale()
+    device = runner.resolve_device(device)
+    out, splits = [], {}
+    for ds, spec in entries:
+        if ds.name not in splits:
+            try:
+                splits[ds.name] = load_split(ds.source, data_dir, steps=runner.dataset_steps(ds))
+            except BenchError as e:
+                if not ds.optional:
+                    raise
+                log.warning("skipping optional dataset %s: %s", ds.name, e.problem)
+                splits[ds.name] = None
+        if splits[ds.name] is None:
+            continue
+        t0 = time.perf_counter()
+        info = tune_entry(suite, ds.name, spec, splits[ds.name], results_dir, device, trials, progress)
+        log.info("%s: best valid auc %.4f (trial %d of %d complete, %d pruned) with %s in %.0fs", info["study"],
+                 info["best_valid_auc"], info["best_trial"], info["complete"], info["pruned"], info["params"],
+                 time.perf_counter() - t0)
+        out.append(info)
+    return out
