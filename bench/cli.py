@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--results-dir", default="results", type=Path,
                       help="where the studies go: <results-dir>/tuning/<suite>.db (default: results)")
     tune.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    tune.add_argument("--executor", default="local", choices=["local", "ray"],
+                      help="local: trials one after another in this process (default); ray: --workers Ray tasks "
+                           "per study run its trials in parallel")
+    tune.add_argument("--workers", type=int, default=2, help="parallel tuners per study with --executor ray (default: 2)")
+    tune.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: a local instance)")
 
     ls = sub.add_parser("ls", help="list methods (with their variants), datasets (and where their data is) and suites")
     ls.add_argument("--data-dir", default=None, help="folder holding ml-1m-collm/ etc. (else $RECBENCH_DATA_DIR)")
@@ -320,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
                 _require_positive(args, "trials")
             check_device_name(args.device)
             _check_installed(args.suite, args.methods, args.datasets)
+            _require_positive(args, "workers")
             studies = tune_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
-                                 methods=args.methods, datasets=args.datasets, trials=args.trials, device=args.device)
+                                 methods=args.methods, datasets=args.datasets, trials=args.trials, device=args.device,
+                                 executor=args.executor, workers=args.workers, address=args.address)
             for info in studies:
                 print(f"{info['study']}: valid auc {info['best_valid_auc']:.4f} with {info['params']} "
                       f"({info['complete']} complete, {info['pruned']} pruned of {info['budget']})")

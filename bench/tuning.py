@@ -100,7 +100,9 @@ def _storage(path: Path):
     optuna = _optuna()
     path.parent.mkdir(parents=True, exist_ok=True)
     # the heartbeat marks a killed process's running trial failed, so a resumed tune re-runs it
-    return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}", heartbeat_interval=15, grace_period=45)
+    # (parallel tuners share the file: wait for SQLite's write lock rather than fail at once)
+    return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}", heartbeat_interval=15, grace_period=45,
+                                      engine_kwargs={"connect_args": {"timeout": 60}})
 
 
 def _sampler(kind: str, space: dict[str, list[Any]], seed: int):
@@ -207,7 +209,9 @@ def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_di
     if left > 0:
         log.info("%s: %d of %d trials to run", name, left, budget)
         objective = _objective(suite, dataset, spec, entry_config(spec), split, device, progress)
-        stop = optuna.study.MaxTrialsCallback(budget, states=tuple(optuna.trial.TrialState[s] for s in _SPENT))
+        # running trials count too, so parallel tuners on one study stop at the budget together
+        states = tuple(optuna.trial.TrialState[s] for s in (*_SPENT, "RUNNING"))
+        stop = optuna.study.MaxTrialsCallback(budget, states=states)
         study.optimize(objective, n_trials=left, callbacks=[stop], gc_after_trial=True)
     else:
         log.info("%s: its %d trials are done", name, budget)
@@ -255,9 +259,13 @@ def chosen(suite: Suite, dataset: str, spec: RunSpec, base: Any, results_dir: Pa
 
 def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None, methods: list[str] | None = None,
                datasets: list[str] | None = None, trials: int | None = None, device: str = "auto",
-               progress: bool = False) -> list[dict[str, Any]]:
+               progress: bool = False, executor: str = "local", workers: int = 2,
+               address: str | None = None) -> list[dict[str, Any]]:
     """Tune every ``tuned: true`` entry of the suite (after the filters), one study each; returns
-    each study's summary. The chosen configurations then run with ``bench run``."""
+    each study's summary. The chosen configurations then run with ``bench run``.
+
+    ``executor="ray"``: ``workers`` Ray tasks per study run its trials in parallel, sharing the
+    study through its storage (each trial on one CPU, or one GPU where the method wants one)."""
     from bench import records, runner, workdirs
     from bench.data import load_split
 
@@ -275,7 +283,13 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
         search_space(suite, spec.method)  # every space checked before any training
     records.writable_dir(results_dir, "--results-dir")
     workdirs.clean_stale()
-    device = runner.resolve_device(device)
+    if executor not in ("local", "ray"):
+        from bench.errors import unknown
+
+        raise unknown("executor", executor, ["local", "ray"])
+    if workers < 1:
+        raise BenchError(f"--workers {workers}: a tune needs at least one worker", "e.g. --workers 2")
+    device = device if executor == "ray" else runner.resolve_device(device)
     out, splits = [], {}
     for ds, spec in entries:
         if ds.name not in splits:
@@ -288,10 +302,52 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
                 splits[ds.name] = None
         if splits[ds.name] is None:
             continue
+        if executor == "ray":
+            out.append((ds, spec))
+            continue
         t0 = time.perf_counter()
         info = tune_entry(suite, ds.name, spec, splits[ds.name], results_dir, device, trials, progress)
         log.info("%s: best valid auc %.4f (trial %d of %d complete, %d pruned) with %s in %.0fs", info["study"],
                  info["best_valid_auc"], info["best_trial"], info["complete"], info["pruned"], info["params"],
                  time.perf_counter() - t0)
         out.append(info)
+    if executor == "ray":
+        return _tune_on_ray(suite, out, splits, results_dir, device, trials, workers, address)
     return out
+
+
+def _ray_worker(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_dir: Path, device: str,
+                trials: int | None) -> dict[str, Any]:
+    import logging as _logging
+
+    from bench.runner import resolve_device
+
+    _logging.getLogger("bench").setLevel(_logging.INFO)
+    return tune_entry(suite, dataset, spec, split, results_dir, resolve_device(device), trials)
+
+
+def _tune_on_ray(suite: Suite, entries: list, splits: dict[str, Any], results_dir: Path, device: str,
+                 trials: int | None, workers: int, address: str | None) -> list[dict[str, Any]]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True) if address else ray.init(include_dashboard=False,
+                                                                                log_to_driver=True)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    refs = {name: ray.put(split) for name, split in splits.items() if split is not None}
+    remote = ray.remote(_ray_worker)
+    results_dir = Path(results_dir).resolve()
+    for ds, spec in entries:  # create each study once, before its workers race to
+        open_study(results_dir, suite, ds.name, spec, create=True)
+    pending = []
+    for ds, spec in entries:
+        on_gpu = bool(gpus) and getattr(get_method(spec.method), "wants_accelerator", False)
+        opts = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": 1}
+        task_device = ("cuda" if on_gpu else "cpu") if device == "auto" else device
+        pending.append([remote.options(**opts).remote(suite, ds.name, spec, refs[ds.name], results_dir, task_device,
+                                                      trials) for _ in range(workers)])
+    log.info("dispatched %d tuners (%d per study) to Ray", sum(len(p) for p in pending), workers)
+    for tasks in pending:
+        ray.get(tasks)
+    # each study as its last tuner left it
+    return [summary(open_study(results_dir, suite, ds.name, spec, create=False), suite, spec) for ds, spec in entries]

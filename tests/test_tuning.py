@@ -183,3 +183,23 @@ def test_the_pruner_hook_stops_a_fit_after_the_epoch_it_saw(ml100k, tmp_path):
     info = MF(MFConfig(embedding_size=8, epochs=3, stopping_step=3, log_train_auc=True), ctx).fit(subset(ml100k, 30, 0))
     assert [p["epoch"] for p in info["curve"]] == [0, 1, 2]
     assert all(0.0 <= p["train_auc"] <= 1.0 for p in info["curve"])
+
+
+def test_parallel_tuners_on_ray_share_one_study(tmp_path):
+    ray = pytest.importorskip("ray")
+    path, results = _suite(tmp_path, trials=4), tmp_path / "results"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        (info,) = tuning.tune_suite(path, results_dir=results, device="cpu", executor="ray", workers=2)
+    finally:
+        ray.shutdown()
+    # two tuners, one study: the budget is spent once between them (a trial that both started in
+    # the same instant may add one), and each point of the 4-point grid is tried
+    spent = info["complete"] + info["pruned"]
+    assert 4 <= spent <= 5
+    assert {(t["params"]["embedding_size"], t["params"]["learning_rate"]) for t in info["trials"]} == \
+        {(8, 1e-2), (8, 1e-3), (16, 1e-2), (16, 1e-3)}
+    # the chosen configuration still reproduces its trial in `bench run`
+    run_suite(path, results_dir=results, device="cpu", progress=False, methods=["mf:bce+tuned"])
+    rec = json.loads((results / "tune-test" / "ml100k__mf__bce+tuned__seed0.json").read_text())
+    assert rec["metrics"]["valid"]["auc"] == pytest.approx(info["best_valid_auc"], abs=1e-12)
