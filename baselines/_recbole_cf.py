@@ -12,7 +12,6 @@ Either way graph models are built on the train-positive graph only, and scoring 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -159,9 +158,6 @@ class RecBoleCF(Method):
             if self.config.protocol == "bce":
                 model_cls = _pointwise(model_cls, drop_own_edge=self.config.own_edge == "drop")
             config = Config(model=model_cls, dataset=name, config_dict=self._recbole_config(root, name))
-            # RecBole logs through the root logger (e.g. a weight_decay + reg_weight notice for
-            # every graph model); keep its chatter out of ours.
-            logging.getLogger().setLevel(logging.ERROR)
             init_seed(self.ctx.seed, True)
             dataset = create_dataset(config)
             train_data, valid_data, test_data = data_preparation(config, dataset)

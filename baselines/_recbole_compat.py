@@ -1,4 +1,5 @@
-"""Every RecBole 1.2.1 breakage we work around, in one place (see ENVIRONMENT.md).
+"""Every RecBole 1.2.1 breakage we work around, in one place (the verified dependency set is
+pinned in constraints.txt).
 
 Import RecBole only through ``recbole_session()``; nothing else in recbench touches these.
 """
@@ -68,11 +69,19 @@ def recbole_session() -> Iterator[None]:
 
     - its Config parses ``sys.argv`` and ranks ``--key=value`` above config_dict, so our own
       CLI flags would leak into it: argv is emptied for the duration;
-    - it sets CUDA_VISIBLE_DEVICES: restored afterwards.
+    - it sets CUDA_VISIBLE_DEVICES: restored afterwards;
+    - it logs through the root logger (its trainer's epoch lines, a weight_decay + reg_weight
+      notice for every graph model): the root level is ERROR for the duration only, so our own
+      loggers, which set their level, still speak, and nothing changes after the session.
     """
+    import logging
+
     _import_recbole()
     argv, cuda = sys.argv, os.environ.get("CUDA_VISIBLE_DEVICES")
+    root = logging.getLogger()
+    level = root.level
     sys.argv = [argv[0] if argv else "recbench"]
+    root.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             # pandas 2.x chained-fillna and torch.cuda.amp deprecation notices from RecBole's
@@ -82,6 +91,7 @@ def recbole_session() -> Iterator[None]:
             yield
     finally:
         sys.argv = argv
+        root.setLevel(level)
         if cuda is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
