@@ -1,8 +1,9 @@
 """Matched parameter budgets (paper Table 4): set a method's rank / width so its trainable
 parameter count matches a target (a number, or another method's count) within a tolerance.
 
-Counting builds the method on the real backbone and split without training; each method names
-its knobs in ``budget_knobs`` (coarse first, e.g. a rank; then a finer width).
+Counting builds the method on the real backbone and split without training; a method takes a
+budget only where it declares ``bench.method.BudgetMatchable``: its knobs in ``budget_knobs``
+(coarse first, e.g. a rank; then a finer width).
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from typing import Any
 
 from bench.config import build_config, config_dict
 from bench.errors import BenchError
-from bench.method import RunContext
+from bench.method import BudgetMatchable, Countable, RunContext, SteppedBudget, supports
 from bench.records import config_hash
 
 TOLERANCE = 0.02
 
 
 def trainable_count(cls: type, cfg: Any, split, ctx: RunContext, backbone) -> int:
+    if not supports(cls, Countable):
+        raise BenchError(f"{cls.__name__} cannot count its trainable parameters without training",
+                         "use a budget target that declares bench.method.Countable (an LLM method), or a number")
     # a count depends on shapes only: random CF tables of the right width, so matching needs
     # no CF run (the target method's CF run is no dependency of the matched run)
     m = cls(cfg, dataclasses.replace(ctx, random_cf=True))
@@ -43,7 +47,7 @@ def resolve_target(target: str | int, like: Any, split, ctx: RunContext, backbon
 def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict) -> Any:
     """The knob value whose count is closest to target (counts grow with the knob). A method may
     allow only multiples of a step (``budget_step``: e.g. a width that must split into heads)."""
-    step = cls.budget_step(cfg, knob) if hasattr(cls, "budget_step") else 1
+    step = cls.budget_step(cfg, knob) if supports(cls, SteppedBudget) else 1
 
     def count(k: int) -> int:
         v = k * step
@@ -64,7 +68,7 @@ def _search(cls, cfg, knob: str, target: int, split, ctx, backbone, counts: dict
 
 def match(cls: type, cfg: Any, target: str | int, split, ctx: RunContext, backbone=None) -> tuple[Any, dict]:
     """``cfg`` with its knobs set so the trainable count is within TOLERANCE of ``target``."""
-    knobs = getattr(cls, "budget_knobs", ())
+    knobs = cls.budget_knobs if supports(cls, BudgetMatchable) else ()
     if not knobs:
         raise BenchError(f"{cls.__name__} has no budget knobs", "use `budget` only with LLM methods")
     if backbone is None:

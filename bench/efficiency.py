@@ -8,6 +8,9 @@ code counts (``param_counts()["trainable_as_published"]`` where a method reports
 parameters it holds with ``requires_grad`` but never runs; else the live count). The paper's
 Table 6 ratios are the second kind.
 
+A method is measured where it declares ``bench.method.Countable`` (built without training, its
+trainable parameters counted) and has a timed step (``Method.step_timings``): the LLM methods.
+
 No training happens: parameter and time ratios do not depend on weight values, so a
 ``random:<shape>`` backbone measures them at the paper's scale (``random:llama-7b``), and the CF
 embeddings are seeded random tables of the right shape (no CF run, no RecBole needed)."""
@@ -27,8 +30,8 @@ log = logging.getLogger("bench")
 
 def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
     """(method, variant): the layout's Table 6 rows (baseline first), then every other registered
-    method that has a timed step, at its default variant."""
-    from bench.method import Method
+    method that declares ``Countable`` and has a timed step, at its default variant."""
+    from bench.method import Countable, Method, supports
     from bench.registry import get_method, method_table
     from bench.report.layout import DEFAULT_LAYOUT, load_layout
 
@@ -37,7 +40,7 @@ def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
     out = [(r.method, r.variants[0]) for r in rows]
     for name in method_table():
         cls = get_method(name)
-        if cls.step_timings is not Method.step_timings:
+        if supports(cls, Countable) and cls.step_timings is not Method.step_timings:
             out.append((name, cls.default_variant))
     seen: set[tuple[str, str]] = set()
     return [e for e in out if not (e in seen or seen.add(e))]
@@ -54,7 +57,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
 
     from bench.config import build_config
     from bench.data import load_split
-    from bench.method import RunContext
+    from bench.method import Countable, RunContext, supports
     from bench.registry import get_method
 
     split = load_split(dataset, data_dir, subset_users, seed)
@@ -70,6 +73,9 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
     results = []
     for method, variant in todo:
         cls = get_method(method)
+        if not supports(cls, Countable):
+            raise BenchError(f"{method} cannot be measured: it is not built and counted without training",
+                             "measure only methods that declare bench.method.Countable (the LLM methods)")
         cfg = build_config(cls.Config, cls.variant_overrides(variant),
                            {"backbone": backbone, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                             "dtype": dtype})

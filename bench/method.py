@@ -3,18 +3,25 @@
 A method is a class with a frozen ``Config`` dataclass (every field a default), a table of
 named ``variants`` (config overrides, never flags the harness reads), and four calls. The
 harness owns splits, metrics, timing and records; a method only fits and scores.
+
+Beyond that contract a method may offer optional capabilities (``CAPABILITIES``: typed
+protocols below). It declares one by defining every member of its protocol, and the harness
+asks ``supports(cls, capability)``, never ``hasattr``, before it relies on one.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
 
 from bench.data.schema import Split
+
+if TYPE_CHECKING:  # torch stays out of this module
+    from bench.llm.backbone import Backbone
 
 
 @dataclasses.dataclass
@@ -136,3 +143,47 @@ class Method:
 
         raise BenchError(f"{type(self).__name__} cannot be restored from a saved state",
                          "only methods that save their trained state (the LLM recommenders) can re-score rows")
+
+
+# ---- optional capabilities ------------------------------------------------------------------
+class Countable(Protocol):
+    """Built on a split (a shared backbone reused) without training, then counts what training would update."""
+
+    def prepare(self, split: Split, backbone: Backbone | None = None) -> None: ...
+
+    def trainable_count(self) -> int: ...
+
+
+class BudgetMatchable(Countable, Protocol):
+    """Countable, with the config fields a matched parameter budget may change, coarse first (``bench.budget``)."""
+
+    budget_knobs: ClassVar[tuple[str, ...]]
+
+
+class SteppedBudget(Protocol):
+    """A budget knob takes only multiples of ``budget_step(config, knob)`` (e.g. a width split into heads)."""
+
+    @classmethod
+    def budget_step(cls, config: Any, knob: str) -> int: ...
+
+
+CAPABILITIES: tuple[type, ...] = (Countable, BudgetMatchable, SteppedBudget)
+
+
+def members(capability: type) -> tuple[str, ...]:
+    """The names a class defines to declare ``capability`` (its protocol's own and inherited members)."""
+    names: dict[str, None] = {}
+    for base in reversed(capability.__mro__):
+        if base is Protocol or not getattr(base, "_is_protocol", False):
+            continue  # object, Generic, Protocol itself
+        names.update(dict.fromkeys(base.__dict__.get("__annotations__", {})))
+        names.update(dict.fromkeys(n for n in base.__dict__ if not n.startswith("_")))
+    return tuple(names)
+
+
+def supports(cls: type, capability: type) -> bool:
+    """Whether method class ``cls`` declares ``capability`` (one of ``CAPABILITIES``): it defines
+    every member of that protocol. What the harness asks instead of probing attributes."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"{capability!r} is not a method capability (one of {CAPABILITIES})")
+    return all(getattr(cls, name, None) is not None for name in members(capability))

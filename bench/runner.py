@@ -20,7 +20,7 @@ from bench.artifacts import artifact_dir
 from bench.data import load_split, transform_steps
 from bench.data.schema import Split
 from bench.errors import BenchError, did_you_mean, unknown
-from bench.method import CFDependency, RunContext
+from bench.method import BudgetMatchable, CFDependency, RunContext, supports
 from bench.metrics import evaluate, per_user_auc
 from bench.registry import get_method, method_table
 from bench.suites import DatasetSpec, RunSpec, Suite, load_suite
@@ -207,7 +207,7 @@ def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int],
     """The planned runs (one per seed) of one suite entry on one dataset."""
     cls = get_method(spec.method)
     cfg = entry_config(spec)
-    if spec.budget is not None and not hasattr(cls, "budget_knobs"):
+    if spec.budget is not None and not supports(cls, BudgetMatchable):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
     _, label = _run_variant(spec)
     tuned = None

@@ -266,7 +266,7 @@ def test_did_you_mean_ignores_case():
 
 
 def test_key_values_with_bad_yaml_is_one_error(tmp_path, capsys):
-    from bench.cli import _key_values
+    from bench.commands._args import _key_values
 
     with pytest.raises(BenchError, match=r"--set 'epochs=\[1,': the value '\[1,' is not valid YAML") as info:
         _key_values(["epochs=[1,"])
