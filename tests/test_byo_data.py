@@ -376,3 +376,38 @@ def test_paths_relative_to_the_data_dir(tmp_path, monkeypatch):
         (tmp_path / "other").mkdir()
         load_split("toy", tmp_path / "other")
     assert "relative to the data dir" in e.value.fix
+
+
+def test_bad_dates_and_months_are_refused_when_the_suite_loads(tmp_path):
+    write_csvs(tmp_path)
+    for split, said in (("{dates: {valid: '2020-13-01', test: '2020-04-01'}}", "'2020-13-01' is not a date"),
+                        ("{dates: {valid: '2020-04-01', test: '2020-03-01'}}", "comes after dates.test"),
+                        ("{months: {origin: '2020-13', train: [0, 1], valid: [2, 2], test: [3, 3]}}", "origin")):
+        path = write_suite(tmp_path, DECLARE.replace(
+            "{months: {origin: '2020-01', train: [0, 1], valid: [2, 2], test: [3, 3]}}", split))
+        with pytest.raises(BenchError, match=re.escape(said)):
+            load_suite(str(path))
+
+
+def test_item_ids_read_as_floats_still_find_their_titles(tmp_path):
+    """A blank item cell makes pandas read the id column as floats (101.0): titles still match."""
+    inter, items = write_csvs(tmp_path)
+    df = pd.read_csv(inter)
+    df = pd.concat([df, pd.DataFrame([{"uid": "u1", "iid": None, "stars": 5, "ts": T0 + 10}])])
+    df.to_csv(inter, index=False)
+    split = load_split(load_suite(str(write_suite(tmp_path))).datasets[0].source)
+    titles = split.titles()
+    assert titles and all(t.startswith("Book ") for t in titles.values())
+    assert not any("have no title" in n for n in split.notes)
+
+
+def test_a_dataset_file_path_may_start_with_home(tmp_path, monkeypatch):
+    write_csvs(tmp_path)
+    import textwrap
+
+    (tmp_path / "toy.yaml").write_text(textwrap.dedent(DECLARE.split("declare:\n", 1)[1]))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    elsewhere = tmp_path / "suites"
+    elsewhere.mkdir()
+    suite = write_suite(elsewhere, "\n    declare: ~/toy.yaml\n")
+    assert load_split(load_suite(str(suite)).datasets[0].source).stats()["train"] > 0

@@ -174,13 +174,7 @@ def test_state_that_does_not_match_the_rebuilt_method_is_refused(results, split,
         scoring.score(rec, rows, str(data_dir), "cpu")
 
 
-def test_saving_can_be_turned_off(monkeypatch):
-    assert saved.enabled()
-    monkeypatch.setenv(saved.ENV, "0")
-    assert not saved.enabled()
-
-
-def test_saving_follows_the_size_limit(split, backbone, tmp_path, monkeypatch, caplog):
+def _tiny_tallrec(split, backbone, tmp_path):  # noqa: ANN001
     import copy
 
     from bench.config import build_config
@@ -192,6 +186,22 @@ def test_saving_follows_the_size_limit(split, backbone, tmp_path, monkeypatch, c
             RunContext(dataset="ml1m", seed=0, device="cpu", work_dir=tmp_path, artifact_dir=tmp_path / "a",
                        split_fingerprint=split.fingerprint, run_name="t", progress=False))
     m.prepare(split, copy.deepcopy(backbone))
+    return m
+
+
+def test_saving_can_be_turned_off(split, backbone, tmp_path, monkeypatch):
+    monkeypatch.delenv(saved.ENV, raising=False)
+    assert saved.enabled()
+    m = _tiny_tallrec(split, backbone, tmp_path)
+    assert m.save_state(tmp_path / "s") == tmp_path / "s"
+    monkeypatch.setenv(saved.ENV, "0")
+    assert not saved.enabled()
+    # off: nothing is written, and a state an earlier run left there is removed, not kept stale
+    assert m.save_state(tmp_path / "s") is None and not (tmp_path / "s").exists()
+
+
+def test_saving_follows_the_size_limit(split, backbone, tmp_path, monkeypatch, caplog):
+    m = _tiny_tallrec(split, backbone, tmp_path)
     monkeypatch.setenv(saved.ENV, "0.001")  # 1 kB: less than the tiny LoRA
     assert m.save_state(tmp_path / "s") is None and not (tmp_path / "s").exists()
     assert "is not saved: over the RECBENCH_SAVE_STATE limit" in caplog.text

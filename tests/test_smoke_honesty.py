@@ -157,11 +157,12 @@ def test_table2_counts_the_subset_the_runs_saw(tmp_path, smoke_split):
 
 def test_smoke_llm_runs_move_before_their_state_is_kept(smoke, smoke_split):
     from bench.config import build_config
+    from bench.method import BudgetMatchable, supports
     from bench.registry import get_method
 
     for spec in smoke.runs:
         cls = get_method(spec.method)
-        if not hasattr(cls, "budget_knobs") or "ml100k" not in (spec.datasets or ()):
+        if not supports(cls, BudgetMatchable) or (spec.datasets and "ml100k" not in spec.datasets):
             continue  # CF runs, and the few-shot runs (16 train rows by design)
         cfg = build_config(cls.Config, cls.variant_overrides(spec.variant or cls.default_variant), spec.overrides)
         rows = cfg.max_train_rows or len(smoke_split.train)

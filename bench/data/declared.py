@@ -75,7 +75,7 @@ TableSpec = Annotated[str | Table, Field(description="a path, or a mapping {path
 
 class Months(StrictModel):
     origin: str = schema_field(..., "a month 'YYYY-MM'", "e.g. origin: '1997-09' (month 0)",
-                               pattern=r"^\d{4}-\d{2}$")
+                               pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
     train: list[int] = schema_field(..., "a pair [first, last] of month numbers", "e.g. train: [0, 4]",
                                 min_length=2, max_length=2)
     valid: list[int] = schema_field(..., "a pair [first, last] of month numbers", "e.g. valid: [5, 5]",
@@ -101,6 +101,24 @@ class Dates(StrictModel):
     test: Day = schema_field(..., "a date", "e.g. test: 1998-03-01 (test starts there)")
     start: Day | None = schema_field(None, "a date", "e.g. start: 1997-09-01 (rows before it are dropped)")
     end: Day | None = schema_field(None, "a date", "e.g. end: 1998-05-01 (rows from it on are dropped)")
+
+    @field_validator("valid", "test", "start", "end")
+    @classmethod
+    def _a_day(cls, v: Day | None) -> Day | None:
+        """Each date parses when the suite loads (not later, as a traceback, when the data does)."""
+        if v is not None:
+            try:
+                _day(v)
+            except (ValueError, TypeError):
+                raise bad_value(f"{v!r} is not a date", "give an ISO date, e.g. 1998-02-01") from None
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> "Dates":
+        if _day(self.valid) > _day(self.test):
+            raise bad_value(f"dates.valid {self.valid} comes after dates.test {self.test}",
+                            "valid starts before test: swap them")
+        return self
 
 
 class SplitRule(StrictModel):
@@ -272,7 +290,8 @@ def parse(name: str, raw: Any, base: Path, where: str, origin: str | None = None
     names the declaring file in the fixes of later errors (default: ``where``)."""
     origin = origin or where
     if isinstance(raw, str):
-        path = (base / raw).expanduser()
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else base / path
         if not path.is_file():
             raise BenchError(f"{where}: dataset file {path} not found",
                              "give the path of a dataset YAML file (relative to the suite file), or declare it inline")
@@ -359,6 +378,13 @@ def _timestamps(values: pd.Series, unit: str, where: str) -> pd.Series:
         raise BenchError(f"{where}: timestamps are neither numbers nor dates ({e})",
                          "give unix seconds (or timestamp_unit: ms) or ISO dates such as 1998-02-01") from None
     return (t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+
+
+def _id_text(value: Any) -> str:
+    """An id as text, a whole float written as the int it stands for (101.0 -> "101")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _day(value: Any) -> pd.Timestamp:
@@ -471,10 +497,11 @@ def _titles(ds: DeclaredDataset, ratings: pd.DataFrame, notes: list[str]) -> dic
         years = pd.to_numeric(items[ycol], errors="coerce")
         text = pd.Series([f"{ti} ({int(y)})" if pd.notna(y) else str(ti)
                           for ti, y in zip(items[tcol], years)], index=items.index)
-    by_key = dict(zip(items[icol].astype(str), text))
-    # matched as text, so a table read as ints and one read as strings still agree
+    by_key = dict(zip(items[icol].map(_id_text), text))
+    # matched as text, so a table read as ints and one read as strings (or as floats, where a
+    # blank cell made pandas read the column so: 101.0) still agree
     raw_ids = ratings["item"].drop_duplicates()
-    titles = {i: by_key.get(str(i)) for i in raw_ids}
+    titles = {i: by_key.get(_id_text(i)) for i in raw_ids}
     missing = [i for i, v in titles.items() if v is None]
     if missing:
         notes.append(f"{len(missing)} of {len(titles)} items have no title in {t.path.name} (e.g. item {missing[0]!r})")
