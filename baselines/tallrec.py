@@ -174,7 +174,7 @@ class TALLRec(LLMRecommender):
     def forward_scores(self, batch: Batch, **model_kwargs: Any) -> torch.Tensor:
         if self.config.protocol != "original":
             return super().forward_scores(batch, **model_kwargs)
-        hidden = self._forward(batch, **model_kwargs).last_hidden_state[:, -1]
+        hidden = self.decoder_outputs(batch, **model_kwargs).last_hidden_state[:, -1]
         return self.yes_no_score(hidden)
 
     def yes_no_score(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,7 @@ class TALLRec(LLMRecommender):
     def lm_loss(self, batch: Batch, n_answer: np.ndarray) -> torch.Tensor:
         """Causal-LM cross-entropy, mean over the batch's loss tokens: every real token after the
         first (``train_on_inputs``) or only the trailing ``n_answer`` tokens of each row."""
-        hidden = self._forward(batch).last_hidden_state[:, :-1]
+        hidden = self.decoder_outputs(batch).last_hidden_state[:, :-1]
         targets = batch.input_ids[:, 1:]
         real = batch.attention_mask.bool()
         mask = real[:, :-1] & real[:, 1:]
@@ -204,16 +204,16 @@ class TALLRec(LLMRecommender):
     def fit(self, split: Split) -> dict[str, Any]:
         if self.config.protocol != "original":
             return super().fit(split)
-        from bench.llm.trainer import train
+        from bench.llm.trainer import sample_rows, train
         from bench.metrics import auc
 
         c = self.config
         self.prepare(split)
-        train_rows = self._sample(split.train, c.max_train_rows, 1)
-        valid_rows = self._sample(split.valid_small, c.max_valid_rows, 2)
+        train_rows = sample_rows(split.train, c.max_train_rows, self.ctx.seed + 1)
+        valid_rows = sample_rows(split.valid_small, c.max_valid_rows, self.ctx.seed + 2)
         enc = self._encoded(train_rows, ORIGINAL_TRAIN)
         params = self.lora_parameters()
-        self._trained = {id(p): p for p in params}
+        self.trained = {id(p): p for p in params}
 
         def batches(_: int):
             # All of TALLRec's epochs as one pass of the shared loop, so evaluation runs every
@@ -225,7 +225,7 @@ class TALLRec(LLMRecommender):
                 order = np.random.default_rng(self.ctx.seed * 1000 + epoch).permutation(len(train_rows))
                 for start in range(0, len(order), c.batch_size):
                     idx = order[start:start + c.batch_size]
-                    yield [next(self._batches(train_rows, ORIGINAL_TRAIN, len(m), shuffle=False, subset=m))
+                    yield [next(self.scorer.batches(train_rows, ORIGINAL_TRAIN, len(m), shuffle=False, subset=m))
                            for m in np.array_split(idx, -(-len(idx) // c.micro_batch_size))]
 
         def loss_fn(micro: list[Batch]) -> torch.Tensor:
@@ -238,7 +238,7 @@ class TALLRec(LLMRecommender):
             return total / len(micro)
 
         def evaluate() -> float:
-            val = auc(valid_rows["label"].to_numpy(), self._score_rows(valid_rows, ORIGINAL_PROMPT))
+            val = auc(valid_rows["label"].to_numpy(), self.scorer.score(valid_rows, ORIGINAL_PROMPT))
             self.model.train()
             return val
 

@@ -3,10 +3,10 @@ plain Hugging Face loop, same prompts, same backbone, one process, one device.
 
 The plain loop is what the published repos do: corpus order, right padding, batch 16, the full
 vocabulary projection at every position, then the Yes logit read at each row's last real token.
-The harness path is ``LLMRecommender``'s own scoring (length-bucketed left-padded batches, the
-Yes row of the vocabulary projection at the last position only, ``inference_mode``, and a
-user's shared prompt prefix run once as a KV cache), reached through a recommender with no
-adapters, so nothing but the scoring machinery is timed. At the same precision both must give
+The harness path is every LLM recommender's ``Scorer`` (``bench.llm.scorer``: length-bucketed
+left-padded batches, the Yes row of the vocabulary projection at the last position only,
+``inference_mode``, and a user's shared prompt prefix run once as a KV cache), reached through a
+recommender with no adapters, so nothing but the scoring machinery is timed. At the same precision both must give
 the same scores (checked, and the largest difference is recorded). The plain loop runs at the
 device's default precision (the anchor every speed-up is against) and at each other precision
 the harness is asked for, so a reduced-precision speed-up can be told apart from the harness's.
@@ -136,7 +136,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             m.prepare(split)
             m.model.eval()
             if anchor_scores is None:
-                enc = m._encoded(rows, prompt)  # tokenised once; every path scores the same token ids
+                enc = m.scorer.encode(rows, prompt)  # tokenised once; every path scores the same token ids
                 prompts = [e.input_ids for e in enc]
                 groups, _ = plan(enc, m.user_keys(rows), np.arange(len(rows)))
             _plain_loop(m.bb, prompts[:len(warm)], plain_batch)
@@ -148,8 +148,8 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
                             "max_abs_score_diff": float(np.max(np.abs(plain_scores - anchor_scores)))}
             log.info("plain (%s): %d prompts in %.1fs", name, len(rows), secs)
             if name in wanted:
-                m._score_rows(warm, prompt)
-                scores, secs = timed(lambda m=m: m._score_rows(rows, prompt))
+                m.scorer.score(warm, prompt)
+                scores, secs = timed(lambda m=m: m.scorer.score(rows, prompt))
                 same = float(np.max(np.abs(scores - plain_scores)))
                 tol = 0.5 if dev.type == "cuda" or name != "float32" else 1e-3  # bf16: padding side moves it
                 if not same < tol:

@@ -33,7 +33,7 @@ def build(split, backbone, tmp: Path, method: str = "cora-mf", variant: str = "d
 
 def first_batch(m, split, n: int = 6):
     rows = split.test.iloc[:n].reset_index(drop=True)
-    return next(m._batches(rows, "text", n, shuffle=False))
+    return next(m.scorer.batches(rows, "text", n, shuffle=False))
 
 
 def test_the_generator_is_a_blip2_qformer_at_the_published_shape(split, backbone, tmp_path):
@@ -121,16 +121,16 @@ def test_A_has_unit_norm_over_the_whole_vector_and_the_decoder_variant_per_colum
 def test_zero_init_B_starts_exactly_at_the_frozen_backbone(split, backbone, tmp_path, variant):
     m = build(split, backbone, tmp_path, variant=variant)
     rows = split.test.iloc[:6].reset_index(drop=True)
-    scores = m._score_rows(rows, "text")
+    scores = m.scorer.score(rows, "text")
     hooked = m.before_forward
     m.before_forward = lambda batch: None  # A stays None: every hook returns the frozen output
     m._A = None
-    frozen = m._score_rows(rows, "text")
+    frozen = m.scorer.score(rows, "text")
     assert np.allclose(scores, frozen, atol=1e-6)
     m.before_forward = hooked
     for b in m.modules["B"].values():
         b.data.fill_(0.1)
-    assert not np.allclose(m._score_rows(rows, "text"), frozen, atol=1e-4)  # the hooks are live
+    assert not np.allclose(m.scorer.score(rows, "text"), frozen, atol=1e-4)  # the hooks are live
 
 
 def test_cora_mf_at_the_7b_shape_counts_as_published_and_live(ml1m):

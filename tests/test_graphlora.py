@@ -166,7 +166,7 @@ def test_ngcf_layer_computes_its_formula(form):
 def test_each_slot_gets_its_own_nodes_signal_for_batch_gt_1(split, backbone, tmp_path, variant):
     m = prepared(split, backbone, tmp_path, variant, beta_f=0.5)  # identity GNN: g from MF(node) alone
     rows = rows_with_distinct_nodes(split)
-    batch = next(m._batches(rows, "id", len(rows), shuffle=False))
+    batch = next(m.scorer.batches(rows, "id", len(rows), shuffle=False))
     assert len(batch.rows) == len(rows) > 1
     injected, plain = a_outputs(m, batch)
     enc, proj = m.modules["encoder"], m.injector.proj
@@ -191,7 +191,7 @@ def test_each_slot_gets_its_own_nodes_signal_for_batch_gt_1(split, backbone, tmp
 def test_g_is_l2_normalised_then_scaled_by_a_tenth_and_added_without_p(split, backbone, tmp_path):
     m = prepared(split, backbone, tmp_path, "default")
     rows = rows_with_distinct_nodes(split)
-    batch = next(m._batches(rows, "id", len(rows), shuffle=False))
+    batch = next(m.scorer.batches(rows, "id", len(rows), shuffle=False))
     assert len(m.injector.proj) == 0 and m.modules["encoder"].out_dim == m.config.lora_r
     with torch.no_grad():
         g = m.graph_signal(batch)
@@ -210,14 +210,14 @@ def test_g_is_l2_normalised_then_scaled_by_a_tenth_and_added_without_p(split, ba
 def test_scores_do_not_depend_on_batch_company_or_order(split, backbone, tmp_path, variant):
     m = prepared(split, backbone, tmp_path, variant, beta_f=1.0, g_scale=1.0)  # NGCF, a loud signal
     rows = rows_with_distinct_nodes(split, 5)
-    together = m._score_rows(rows, "id")
-    reversed_ = m._score_rows(rows.iloc[::-1].reset_index(drop=True), "id")[::-1]
-    alone = np.array([m._score_rows(rows.iloc[[i]].reset_index(drop=True), "id")[0] for i in range(len(rows))])
+    together = m.scorer.score(rows, "id")
+    reversed_ = m.scorer.score(rows.iloc[::-1].reset_index(drop=True), "id")[::-1]
+    alone = np.array([m.scorer.score(rows.iloc[[i]].reset_index(drop=True), "id")[0] for i in range(len(rows))])
     assert np.allclose(together, reversed_, atol=1e-5)
     assert np.allclose(together, alone, atol=1e-4)
     # and the graph does matter: a different beta changes the scores
     m.injector.beta_f = 0.0
-    assert not np.allclose(m._score_rows(rows, "id"), together, atol=1e-4)
+    assert not np.allclose(m.scorer.score(rows, "id"), together, atol=1e-4)
 
 
 def test_the_user_slot_sees_the_target_item_on_the_induced_subgraph_not_on_the_star(split, backbone, tmp_path):
@@ -232,7 +232,7 @@ def test_the_user_slot_sees_the_target_item_on_the_induced_subgraph_not_on_the_s
     rows = t.iloc[[row]].reset_index(drop=True)
     for variant, sees in (("default", True), ("star", False)):
         m = prepared(split, backbone, tmp_path / variant, variant)
-        batch = next(m._batches(rows, "id", 1, shuffle=False))
+        batch = next(m.scorer.batches(rows, "id", 1, shuffle=False))
         user_slot = int(torch.nonzero(batch.slot_is_user)[0])
         with torch.no_grad():
             before = m.graph_signal(batch)[user_slot].clone()
@@ -247,7 +247,7 @@ def test_target_edge_is_dropped_in_training_only_and_gnn_dropout_is_off_by_defau
     rows = pos.iloc[:4].reset_index(drop=True)  # rows whose own pair is a train edge
 
     def signals(m):
-        batch = next(m._batches(rows, "id", len(rows), shuffle=False))
+        batch = next(m.scorer.batches(rows, "id", len(rows), shuffle=False))
         out = []
         with torch.no_grad():
             for training in (True, True, False):
@@ -274,12 +274,12 @@ def test_zero_init_b_reproduces_the_frozen_model_at_step_zero(split, backbone, t
     m = prepared(split, backbone, tmp_path, "default", trained_b=False)
     assert all(float(p.abs().max()) == 0 for n, p in m.model.named_parameters() if "lora_B" in n)
     rows = rows_with_distinct_nodes(split, 4)
-    with_injection = m._score_rows(rows, "id")
+    with_injection = m.scorer.score(rows, "id")
     with m.model.disable_adapter():  # the frozen backbone, same soft tokens, no LoRA, no injection
-        frozen = m._score_rows(rows, "id")
+        frozen = m.scorer.score(rows, "id")
     np.testing.assert_allclose(with_injection, frozen, atol=1e-6)
     # and not because nothing was injected: A's output at the slots did change, B = 0 absorbed it
-    batch = next(m._batches(rows, "id", len(rows), shuffle=False))
+    batch = next(m.scorer.batches(rows, "id", len(rows), shuffle=False))
     injected, plain = a_outputs(m, batch)
     assert all(float((injected[n] - plain[n]).abs().max()) > 0 for n in injected)
 
@@ -287,16 +287,16 @@ def test_zero_init_b_reproduces_the_frozen_model_at_step_zero(split, backbone, t
 def test_identity_gnn_reduces_to_lora_with_trainable_mf(split, backbone, tmp_path):
     m = prepared(split, backbone, tmp_path, "lora-trainable-mf")
     rows = rows_with_distinct_nodes(split, 4)
-    base = m._score_rows(rows, "id")
+    base = m.scorer.score(rows, "id")
     # the graph plays no part: scores are the same with every edge removed
     m.graph._ptr = np.zeros_like(m.graph._ptr)
-    assert np.allclose(m._score_rows(rows, "id"), base, atol=1e-6)
+    assert np.allclose(m.scorer.score(rows, "id"), base, atol=1e-6)
     # with beta = 0 the injection path vanishes: exactly LoRA + soft tokens from trainable MF
     m.injector.beta_f = 0.0
-    with_zero = m._score_rows(rows, "id")
+    with_zero = m.scorer.score(rows, "id")
     m.injector.remove()
     m.injector = None
-    assert np.allclose(m._score_rows(rows, "id"), with_zero, atol=1e-6)
+    assert np.allclose(m.scorer.score(rows, "id"), with_zero, atol=1e-6)
     assert m.modules["user_emb"].weight.requires_grad
 
 
@@ -309,13 +309,13 @@ def test_prefix_sharing_is_off_where_the_user_slot_depends_on_the_row(split, bac
     from bench.llm.prefix import plan
 
     rows = split.train[split.train["user"] == split.train["user"].value_counts().index[0]].head(16).reset_index(drop=True)
-    groups, _ = plan(default._encoded(rows, "id"), default.user_keys(rows), np.arange(len(rows)))
+    groups, _ = plan(default.scorer.encode(rows, "id"), default.user_keys(rows), np.arange(len(rows)))
     assert groups  # rows of a warm user that share a prefix
     default.injector.beta_f = 10.0  # a loud signal: a tiny random LLaMA attends little to one slot
     default.config = dataclasses.replace(default.config, g_scale=1.0)
-    whole = default._score_rows(rows, "id")
+    whole = default.scorer.score(rows, "id")
     default.prefix_sharing = True
-    shared = default._score_rows(rows, "id")
+    shared = default.scorer.score(rows, "id")
     assert np.abs(shared - whole).max() > 1e-4  # far beyond test_prefix's exactness bound (1e-5)
 
 
@@ -394,7 +394,7 @@ def test_variants_and_parameter_shapes(split, backbone, tmp_path):
     convs = wide.modules["encoder"].convs  # every GNN layer at the hidden size: d -> H -> H -> H
     assert [c.w1.out_features for c in convs] == [hidden] * 3 and wide.modules["encoder"].out_dim == hidden
     rows = rows_with_distinct_nodes(split)
-    batch = next(wide._batches(rows, "id", len(rows), shuffle=False))
+    batch = next(wide.scorer.batches(rows, "id", len(rows), shuffle=False))
     with torch.no_grad():  # the injection changes the score, and only through the slots' signal
         injected = wide.forward_scores(batch)
         wide.injector.beta_f = 0.0

@@ -42,7 +42,7 @@ def _no_training(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("an optimiser step / training loop ran")
 
-    monkeypatch.setattr("bench.llm.recommender.train", refuse)
+    monkeypatch.setattr("bench.llm.trainer.train", refuse)
     monkeypatch.setattr(torch.optim.AdamW, "step", refuse)
 
 
@@ -63,9 +63,9 @@ def test_icl_trains_nothing_and_scores_as_the_zero_shot_scorer(small, tmp_path, 
     ref.prepare(small)
     for sharing in (True, False):
         ref.prefix_sharing = sharing
-        assert np.allclose(scores, ref._score_rows(rows, "text"), atol=1e-5)
+        assert np.allclose(scores, ref.scorer.score(rows, "text"), atol=1e-5)
         with ref.model.disable_adapter():
-            assert np.allclose(scores, ref._score_rows(rows, "text"), atol=1e-5)
+            assert np.allclose(scores, ref.scorer.score(rows, "text"), atol=1e-5)
     # and a plain full-vocabulary forward of the backbone
     from bench.llm.prompts import TEXT_TEMPLATE, render
 
@@ -84,7 +84,7 @@ def test_icl_demos_are_the_users_latest_solved_train_rows_before_the_query(small
     test = small.test
     warm = test[test["user"].isin(small.train["user"])].head(8)
     rows = warm._append(test[~test["user"].isin(small.train["user"])].head(4)).reset_index(drop=True)
-    enc = m._encoded(rows, "text")
+    enc = m.encode(rows, "text")
     tok = m.bb.tokenizer
     n_with = 0
     for r in range(len(rows)):
@@ -121,12 +121,12 @@ def test_prompt4nr_soft_tokens_are_the_same_for_every_sample(small, tmp_path):
     assert lora > 0 and m.param_counts()["trainable"] == lora + 2 * 3 * h
     # the prompt: 3 user slots, then the history, [SEP], 3 item slots, the target, [SEP], question
     rows = _rows(small)
-    enc = m._encoded(rows, m.prompt)
+    enc = m.encode(rows, m.prompt)
     for e in enc:
         assert [k for _, k in e.slots] == ["user"] * 3 + ["item"] * 3
         text = m.bb.tokenizer.decode(e.input_ids)
         assert "[SEP]" in text and "make a prediction about whether the user would enjoy the movie?" in text
-    batch = next(m._batches(rows, m.prompt, 16, shuffle=False))
+    batch = next(m.scorer.batches(rows, m.prompt, 16, shuffle=False))
     assert batch.users.unique().numel() > 1 and batch.items.unique().numel() > 1
     soft = m.slot_embeddings(batch).detach()
     user, item = soft[batch.slot_is_user].view(-1, 3, h), soft[~batch.slot_is_user].view(-1, 3, h)
@@ -166,7 +166,7 @@ def test_personprompt_tokens_differ_per_id_and_only_they_train(small, tmp_path):
     u1, i1 = m.modules["user_emb"].weight.detach(), m.modules["item_emb"].weight.detach()
     assert not torch.equal(u0, u1) and not torch.equal(i0, i1)
     rows = _rows(small, 16)
-    batch = next(m._batches(rows, "id", 16, shuffle=False))
+    batch = next(m.scorer.batches(rows, "id", 16, shuffle=False))
     soft = m.slot_embeddings(batch).detach()
     u, nodes = batch.slot_is_user, batch.slot_nodes
     assert torch.equal(soft[u], u1[nodes[u]]) and torch.equal(soft[~u], i1[nodes[~u]])

@@ -12,7 +12,7 @@ from bench.data import subset
 from bench.llm.prefix import plan, split_encoded
 from bench.llm.prompts import Encoded
 from bench.method import RunContext
-from bench.registry import get_method
+from bench.registry import get_method, method_table
 
 
 def enc(ids, slots=()):
@@ -40,26 +40,43 @@ def test_plan_groups_rows_of_one_user_by_their_exact_common_prefix():
     assert head.slots == [] and tail.slots == [(0, "item")]
 
 
-@pytest.mark.parametrize("name,variant,prompt", [("tallrec", "default", "text"), ("collm-mf", "one-stage", "id"),
-                                                      ("graphlora", "star", "id")])
-def test_shared_prefix_scores_equal_whole_prompt_scores(ml1m, backbone, tmp_path, name, variant, prompt):
+# where a method's default variant turns sharing off, a variant that keeps it on (GraphLoRA's
+# default injects the row's induced subgraph, which depends on the target item)
+SHARING_VARIANT = {"graphlora": "star"}
+SHARING = [n for n in method_table() if getattr(get_method(n), "shares_prefix", False)]
+
+
+def test_every_method_that_shares_a_prefix_is_checked():
+    assert {"tallrec", "collm-mf", "graphlora", "binllm"} <= set(SHARING)
+    assert set(SHARING_VARIANT) <= set(SHARING)
+
+
+@pytest.mark.parametrize("name", SHARING)
+def test_shared_prefix_scores_equal_whole_prompt_scores(ml1m, backbone, tmp_path, name):
     small = subset(ml1m, 30, 1)
     rows = small.test.head(160).reset_index(drop=True)
     cls = get_method(name)
+    variant = SHARING_VARIANT.get(name, cls.default_variant)
     cfg = build_config(cls.Config, cls.variant_overrides(variant), {"backbone": "tiny-random", "eval_batch_size": 16})
     ctx = RunContext(dataset="ml1m", seed=0, device="cpu", work_dir=Path(tmp_path), artifact_dir=Path(tmp_path) / "a",
-                     split_fingerprint=small.fingerprint, run_name="t", progress=False)
+                     split_fingerprint=small.fingerprint, run_name="t", progress=False,
+                     random_cf=True)  # seeded random CF tables (and BinLLM codes): no CF run to train
     m = cls(cfg, ctx)
     m.prepare(small, copy.deepcopy(backbone))
+    prompt = m.prompt  # the prompt its last stage trains and scores with
     with torch.no_grad():  # trained-looking adapters and projector, so every part shapes the score
         for n, p in list(m.model.named_parameters()) + list(m.modules.named_parameters()):
             if "lora_B" in n or "projector" in n or "encoder" in n or "injector" in n:
                 p.normal_(0, 0.05)
-    groups, _ = plan(m._encoded(rows, prompt), m.user_keys(rows), np.arange(len(rows)))
-    assert sum(len(g.rows) for g in groups) >= len(rows) // 3  # the shared path is really exercised
+    keys = m.user_keys(rows)
+    groups, _ = plan(m.scorer.encode(rows, prompt), keys, np.arange(len(rows)))
+    if len(np.unique(keys)) == len(rows):  # a user slot of its own per row (sequence CF): nothing shares
+        assert groups == []
+    else:
+        assert sum(len(g.rows) for g in groups) >= len(rows) // 3  # the shared path is really exercised
     assert m.prefix_sharing
-    shared = m._score_rows(rows, prompt)
+    shared = m.scorer.score(rows, prompt)
     m.prefix_sharing = False
-    whole = m._score_rows(rows, prompt)
+    whole = m.scorer.score(rows, prompt)
     assert whole.std() > 1e-3
     np.testing.assert_allclose(shared, whole, atol=1e-5)

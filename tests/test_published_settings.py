@@ -116,7 +116,7 @@ def _fitted(tmp_path, **over):
 def test_original_prompt_is_the_instruction_template_with_authors(tmp_path):
     m = _fitted(tmp_path)
     rows = _book_split().test
-    text = m.bb.tokenizer.decode(m._encoded(rows, "tallrec-original")[0].input_ids)
+    text = m.bb.tokenizer.decode(m.encode(rows, "tallrec-original")[0].input_ids)
     assert text.startswith("Below is an instruction that describes a task, paired with an input")
     assert "request.  # noqa: E501\n\n### Instruction:\nGiven the user's preference and unpreference, identify " \
            'whether the user will like the target book by answering "Yes." or "No.".\n\n### Input:\n' in text
@@ -124,7 +124,7 @@ def test_original_prompt_is_the_instruction_template_with_authors(tmp_path):
             'User Unpreference: "Bad One" written by A3\n'
             'Whether the user will like the target book ""Target 0" written by Author 0"?\n\n### Response:\n') in text
     assert text.endswith("### Response:\n")
-    train = m._encoded(rows, "tallrec-original+answer")
+    train = m.encode(rows, "tallrec-original+answer")
     assert m.bb.tokenizer.decode(train[0].input_ids[-train[0].n_answer:]) == "No." + m.bb.tokenizer.eos_token
     assert m.bb.tokenizer.decode(train[1].input_ids[-train[1].n_answer:]) == "Yes." + m.bb.tokenizer.eos_token
 
@@ -146,9 +146,9 @@ def _manual_loss(m, enc_list, response_only):
 def test_original_loss_covers_the_response_only_or_every_token(tmp_path, train_on_inputs):
     m = _fitted(tmp_path, train_on_inputs=train_on_inputs)
     rows = _book_split().train
-    enc = m._encoded(rows, "tallrec-original+answer")
+    enc = m.encode(rows, "tallrec-original+answer")
     idx = np.arange(4)
-    batch = next(m._batches(rows, "tallrec-original+answer", 4, shuffle=False, subset=idx))
+    batch = next(m.scorer.batches(rows, "tallrec-original+answer", 4, shuffle=False, subset=idx))
     m.model.eval()
     with torch.no_grad():
         got = m.lm_loss(batch, np.asarray([enc[i].n_answer for i in batch.rows])).item()
@@ -175,7 +175,7 @@ def test_original_score_is_the_yes_no_softmax(tmp_path, kind):
     assert m.bb.tokenizer.decode([yes]) == "Yes" and m.bb.tokenizer.decode([no]) == "No"
     m.model.eval()
     with torch.no_grad():
-        for r, e in enumerate(m._encoded(rows, "tallrec-original")):
+        for r, e in enumerate(m.encode(rows, "tallrec-original")):
             logits = m.model(input_ids=torch.tensor([e.input_ids])).logits[0, -1].double()
             pair = logits.softmax(-1)[[yes, no]] if kind == "double-softmax" else logits[[yes, no]]
             prob_yes = pair.softmax(-1)[0].item()  # the published score
@@ -213,6 +213,6 @@ def test_original_prompt_on_a_movie_split_without_authors_or_dislikes(tmp_path):
     m = cls(build_config(cls.Config, cls.variant_overrides("original"), TINY), _ctx(tmp_path))
     rows = _rows(2).drop(columns=["disliked", "disliked_titles"])
     m.prepare(Split("ml100k", rows, rows, rows, rows, 7, 3))
-    text = m.bb.tokenizer.decode(m._encoded(rows, "tallrec-original")[0].input_ids)
+    text = m.bb.tokenizer.decode(m.encode(rows, "tallrec-original")[0].input_ids)
     assert ('User Preference: "Liked One", "Liked Two"\nUser Unpreference: \n'
             'Whether the user will like the target movie "Target 0"?\n\n### Response:\n') in text

@@ -74,3 +74,18 @@ def split_encoded(e: Encoded, at: int) -> tuple[Encoded, Encoded]:
     head = Encoded(e.input_ids[:at], [(p, k) for p, k in e.slots if p < at], e.n_history)
     tail = Encoded(e.input_ids[at:], [(p - at, k) for p, k in e.slots if p >= at], e.n_history)
     return head, tail
+
+
+def batch_groups(groups: list[Group], encoded: Sequence[Encoded], max_rows: int) -> list[list[Group]]:
+    """Batches of whole groups, up to ``max_rows`` rows each (a larger group alone), groups with
+    similar suffix lengths (what runs after the cached prefix) together."""
+    ordered = sorted(groups, key=lambda g: max(len(encoded[i].input_ids) - g.shared for i in g.rows))
+    todo: list[list[Group]] = [[]]
+    n_rows = 0  # rows in todo[-1]
+    for g in ordered:
+        if todo[-1] and n_rows + len(g.rows) > max_rows:
+            todo.append([])
+            n_rows = 0
+        todo[-1].append(g)
+        n_rows += len(g.rows)
+    return [chunk for chunk in todo if chunk]

@@ -3,8 +3,10 @@ the last prompt position (BCE on it), trained in one or more stages.
 
 A subclass decides only what differs between methods: which adapters exist
 (``build``), what fills the prompt's ID slots (``slot_embeddings`` for soft tokens, or
-``slot_text`` for text), and the training ``stages``. Scoring, batching, timing and parameter
-counting are shared, so every method is measured the same way.
+``slot_text`` for text), and the training ``stages``. Scoring and batching (its ``Scorer``,
+``bench.llm.scorer``), the training driver and step timing (``StageTrainer``,
+``bench.llm.trainer``) and parameter counting are shared, so every method is measured the same
+way.
 """
 from __future__ import annotations
 
@@ -19,16 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench import distributed
 from bench.config import require
 from bench.data.schema import Split
-from bench.llm.backbone import DTYPES, Backbone, autocast, kv_cache_keyword, load_backbone, synchronize, yes_logit
-from bench.llm.batching import Batch, bucketed, collate
+from bench.llm.backbone import DTYPES, Backbone, load_backbone, synchronize, yes_logit
+from bench.llm.batching import Batch
 from bench.llm.cf import CFEmbeddings, cf_embeddings
-from bench.llm.prompts import Encoded, PromptBuilder
-from bench.llm.trainer import TrainSpec, train
+from bench.llm.prompts import Encoded
+from bench.llm.scorer import Scorer
+from bench.llm.trainer import StageTrainer, TrainSpec, stage_parameters
 from bench.method import CFDependency, Method, RunContext
-from bench.metrics import auc
 
 log = logging.getLogger("bench")
 
@@ -121,15 +122,19 @@ class LLMRecommender(Method):
         self.modules = torch.nn.ModuleDict()  # method-owned trainable parts (projectors, encoders)
         self.prompt = "text"  # prompt used for scoring after training
         self.domain = "movie"
-        self._cache: dict[tuple[int, str], tuple[pd.DataFrame, list[Encoded]]] = {}
+        self.scorer = Scorer(self)  # batched Yes-logit scoring of rows with this method's prompts
+        # tokenised prompts per (table, prompt): the scorer's cache, which a method's own
+        # ``_encoded`` (ICL's demonstrations, TALLRec's original prompt) fills too
+        self._cache = self.scorer.cache
         self.fit_info: dict[str, Any] = {}
+        self.trained: dict[int, torch.nn.Parameter] = {}  # every parameter some stage trains (fit / restore)
         self.prefix_sharing = self.shares_prefix  # off: score every prompt whole (tests compare both)
         # seconds of set-up inside fit (backbone loading, CF embeddings), kept out of train time
         self.setup_s: dict[str, float] = {}
         # True while rebuilt from a saved state (``restore``): ``build`` must fit nothing of its
         # own (a hashing run, say), since what it would fit is loaded right after
         self.restoring = False
-        self._as_built: dict[str, str] | None = None  # digests of self.modules' tensors after build
+        self.as_built: dict[str, str] | None = None  # digests of self.modules' tensors after build
 
     # ---- hooks ------------------------------------------------------------------------
     def build(self, split: Split) -> None:
@@ -195,46 +200,25 @@ class LLMRecommender(Method):
     def lora_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if "lora_" in n]
 
-    def _encoded(self, rows: pd.DataFrame, prompt: str) -> list[Encoded]:
-        """Tokenised prompts of a table, cached per table object (the entry holds the table, so
-        its id cannot be reused by another frame while cached)."""
-        key = (id(rows), prompt)
-        hit = self._cache.get(key)
-        if hit is None or hit[0] is not rows:
-            pb = PromptBuilder(self.bb.tokenizer, prompt, self.domain, self.config.history_len, self.config.max_len)
-            disliked = rows["disliked_titles"] if "disliked_titles" in rows else [None] * len(rows)
-            hit = (rows, [pb.encode(h, t, self.slot_text(r), d) for r, h, t, d in
-                          zip(rows.itertuples(index=False), rows["history_titles"], rows["title"], disliked)])
-            self._cache[key] = hit
-        return hit[1]
+    def encode(self, rows: pd.DataFrame, prompt: str) -> list[Encoded]:
+        """This method's tokenised prompts of ``rows`` (what its scorer runs)."""
+        return self._encoded(rows, prompt)
 
-    def _batches(self, rows: pd.DataFrame, prompt: str, batch_size: int, shuffle: bool, seed: int = 0,
-                 subset: np.ndarray | None = None):
-        """Length-bucketed batches over ``rows`` (or its ``subset`` of row indices). Under data
-        parallelism a training batch is the global batch: each rank keeps its strided share, and a
-        final batch too small to give every rank a row is dropped by all ranks alike."""
-        enc = self._encoded(rows, prompt)
-        users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
-        pad = self.bb.tokenizer.pad_token_id
-        rng = np.random.default_rng(seed)
-        pick = np.arange(len(enc)) if subset is None else np.asarray(subset)
-        world = distributed.world_size()
-        for pos in bucketed([len(enc[i].input_ids) for i in pick], batch_size, shuffle, rng):
-            idx = pick[pos]
-            if shuffle and world > 1:
-                if len(idx) < world:
-                    continue
-                idx = distributed.shard(idx)
-            yield collate([enc[i] for i in idx], idx, users[idx], items[idx], labels[idx], pad).to(self.bb.device)
+    def _encoded(self, rows: pd.DataFrame, prompt: str) -> list[Encoded]:
+        """Hook: the template's prompts (``Scorer.tokenize``, cached per table) unless a method
+        writes its own (cached in ``self._cache`` by ``(id(rows), prompt)`` with the table)."""
+        return self.scorer.tokenize(rows, prompt)
 
     def forward_scores(self, batch: Batch, **model_kwargs: Any) -> torch.Tensor:
         """Yes-logit at the last position: its hidden state times the Yes row of the output
         projection, so the vocabulary projection never runs (HF's head on a last-position slice
         even copied the whole weight once per row in bf16 on CPU)."""
-        hidden = self._forward(batch, **model_kwargs).last_hidden_state[:, -1]
+        hidden = self.decoder_outputs(batch, **model_kwargs).last_hidden_state[:, -1]
         return yes_logit(self.model, hidden, self.bb.yes_id)
 
-    def _forward(self, batch: Batch, attention_mask: torch.Tensor | None = None, **model_kwargs: Any) -> Any:
+    def decoder_outputs(self, batch: Batch, attention_mask: torch.Tensor | None = None, **model_kwargs: Any) -> Any:
+        """The decoder stack's outputs on ``batch`` (soft tokens written into its ID slots;
+        ``before_forward`` called first); ``model_kwargs`` go to the decoder (e.g. a KV cache)."""
         self.before_forward(batch)
         embeds = self.model.get_input_embeddings()(batch.input_ids)
         soft = self.slot_embeddings(batch)
@@ -245,64 +229,6 @@ class LLMRecommender(Method):
         return self.model.get_decoder()(inputs_embeds=embeds, position_ids=batch.position_ids,
                                         attention_mask=batch.attention_mask if attention_mask is None else attention_mask,
                                         **model_kwargs)
-
-    def _score_rows(self, rows: pd.DataFrame, prompt: str) -> np.ndarray:
-        # each rank scores its strided share; the gather puts every row back exactly once
-        mine = distributed.shard(np.arange(len(rows)))
-        done, scores = [], []
-        self.model.eval()
-        self.modules.eval()
-        with torch.inference_mode(), autocast(self.bb.device, self.bb.dtype):
-            whole = mine
-            if self.prefix_sharing:
-                whole = self._score_shared(rows, prompt, mine, done, scores)
-            for batch in self._batches(rows, prompt, self.config.eval_batch_size, shuffle=False, subset=whole):
-                done.append(batch.rows)
-                scores.append(self.forward_scores(batch).float().cpu().numpy())
-        return distributed.gather_rows(len(rows), np.concatenate(done) if done else np.empty(0, dtype=np.int64),
-                                       np.concatenate(scores) if scores else np.empty(0))
-
-    def _score_shared(self, rows: pd.DataFrame, prompt: str, subset: np.ndarray, done: list, scores: list) -> np.ndarray:
-        """Score the rows of ``subset`` that share a prompt prefix with another row: each group's
-        prefix runs once (left-padded, cached), then its rows run their own tokens against that
-        cache. Returns the rows left to score whole."""
-        from bench.llm.prefix import plan, split_encoded
-
-        enc = self._encoded(rows, prompt)
-        users, items, labels = self.user_keys(rows), rows["item"].to_numpy(), rows["label"].to_numpy()
-        groups, singles = plan(enc, users, subset)
-        pad, dev, kv = self.bb.tokenizer.pad_token_id, self.bb.device, kv_cache_keyword(self.model.get_decoder())
-        # batches of whole groups, up to eval_batch_size rows each, similar suffix lengths together
-        groups.sort(key=lambda g: max(len(enc[i].input_ids) - g.shared for i in g.rows))
-        todo: list[list] = [[]]
-        n_rows = 0  # rows in todo[-1]
-        for g in groups:
-            if todo[-1] and n_rows + len(g.rows) > self.config.eval_batch_size:
-                todo.append([])
-                n_rows = 0
-            todo[-1].append(g)
-            n_rows += len(g.rows)
-        for chunk in filter(None, todo):
-            lead = np.asarray([g.rows[0] for g in chunk])
-            heads = [split_encoded(enc[g.rows[0]], g.shared)[0] for g in chunk]
-            head = collate(heads, lead, users[lead], items[lead], labels[lead], pad).to(dev)
-            cache = self._forward(head, use_cache=True)[kv]
-            member = np.concatenate([g.rows for g in chunk])
-            owner = torch.as_tensor(np.repeat(np.arange(len(chunk)), [len(g.rows) for g in chunk]), device=dev)
-            cache.reorder_cache(owner)  # one copy of its group's prefix per row
-            starts = np.repeat([g.shared for g in chunk], [len(g.rows) for g in chunk])
-            tail = collate([split_encoded(enc[i], at)[1] for i, at in zip(member, starts)], member, users[member],
-                           items[member], labels[member], pad).to(dev)
-            tail.position_ids = (tail.position_ids + torch.as_tensor(starts, device=dev)[:, None]) * tail.attention_mask
-            mask = torch.cat([head.attention_mask[owner], tail.attention_mask], dim=1)
-            done.append(member)
-            scores.append(self.forward_scores(tail, attention_mask=mask, **{kv: cache}).float().cpu().numpy())
-        return singles
-
-    def _sample(self, df: pd.DataFrame, n: int, salt: int) -> pd.DataFrame:
-        if not n or n >= len(df):
-            return df
-        return df.sample(n=n, random_state=self.ctx.seed + salt).reset_index(drop=True)
 
     # ---- Method contract ----------------------------------------------------------------
     def prepare(self, split: Split, backbone: Backbone | None = None) -> None:
@@ -323,49 +249,17 @@ class LLMRecommender(Method):
         if not self.restoring and self.build_is_seeded:  # a state need not copy what training left as built
             from bench.llm import saved
 
-            self._as_built = saved.digests(self.modules) if saved.enabled() else None
+            self.as_built = saved.digests(self.modules) if saved.enabled() else None
         stages = self.stages()
         if stages:  # prepared but untrained (step timings): score with the prompt training ends on
             self.prompt = stages[-1].prompt
 
     def fit(self, split: Split) -> dict[str, Any]:
-        self.prepare(split)
-        train_rows = self._sample(split.train, self.config.max_train_rows, 1)
-        valid_rows = self._sample(split.valid_small, self.config.max_valid_rows, 2)
-        info: dict[str, Any] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "stages": {}}
-        bs = self.config.batch_size
-        stages = self.stages()
-        self._trained = self._stage_parameters(stages)
-        for stage in stages:
-            # only this stage's parameters take gradients (a frozen stage-1 LoRA costs no backward)
-            in_stage = {id(p) for p in stage.parameters()}
-            for p in self._trained.values():
-                p.requires_grad_(id(p) in in_stage)
-            n_batches = -(-len(train_rows) // bs)
-
-            def loss_fn(batch: Batch) -> torch.Tensor:
-                return torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(batch), batch.labels)
-
-            def evaluate(prompt: str = stage.prompt) -> float:
-                val = auc(valid_rows["label"].to_numpy(), self._score_rows(valid_rows, prompt))
-                self.model.train()
-                self.modules.train()
-                return val
-
-            self.model.train()
-            self.modules.train()
-            info["stages"][stage.name] = train(
-                stage.params,
-                lambda epoch, p=stage.prompt: self._batches(train_rows, p, bs, shuffle=True, seed=self.ctx.seed * 1000 + epoch),
-                n_batches, loss_fn, evaluate, stage.spec, self.bb.device, name=f"{self.ctx.run_name}:{stage.name}",
-                progress=self.ctx.progress, dtype=self.bb.dtype, on_eval=self.ctx.on_eval)
-            self.prompt = stage.prompt
-        info["setup_s"] = dict(self.setup_s)  # the runner subtracts these from the fit's wall time
-        self.fit_info = info
-        return info
+        """Prepare, then train the ``stages`` one after another (``StageTrainer.fit``)."""
+        return StageTrainer(self).fit(split)
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
-        return self._score_rows(rows, self.prompt)
+        return self.scorer.score(rows, self.prompt)
 
     def save_state(self, directory: Path) -> Path | None:
         """The trained state (LoRA adapter in peft's format, ``self.modules``, ``extra_state``)
@@ -386,70 +280,22 @@ class LLMRecommender(Method):
             self.prepare(split, backbone)
         finally:
             self.restoring = False
-        self._trained = self._stage_parameters(self.stages())
+        self.trained = stage_parameters(self.stages())
         saved.load(self, directory, manifest)
         self.model.eval()
         self.modules.eval()
 
     def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float]:
-        """Median train step (forward + backward over every trained parameter, no optimiser update,
-        so nothing learnt changes) and inference step on one fixed batch, synchronised on CUDA."""
-        dev = self.bb.device
-        fixed = rows.head(max(self.config.batch_size, self.config.eval_batch_size)).reset_index(drop=True)
-        train_batch = next(self._batches(fixed.head(self.config.batch_size), self.prompt, self.config.batch_size, shuffle=False))
-        infer_batch = next(self._batches(fixed.head(self.config.eval_batch_size), self.prompt,
-                                         self.config.eval_batch_size, shuffle=False))
-        trained = list((getattr(self, "_trained", None) or self._stage_parameters(self.stages())).values())
-        was = [p.requires_grad for p in trained]
-
-        def train_step() -> None:
-            with autocast(dev, self.bb.dtype):
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.forward_scores(train_batch), train_batch.labels)
-            loss.backward()
-            for p in trained:
-                p.grad = None
-
-        def infer_step() -> None:
-            with torch.inference_mode(), autocast(dev, self.bb.dtype):
-                self.forward_scores(infer_batch)
-
-        def median_time(step, train: bool) -> float:
-            self.model.train(train)
-            self.modules.train(train)
-            times = []
-            for i in range(warmup + repeats):
-                synchronize(dev)
-                t0 = time.perf_counter()
-                step()
-                synchronize(dev)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-            return float(np.median(times))
-
-        try:
-            for p in trained:
-                p.requires_grad_(True)
-            out = {"train_step_s": median_time(train_step, True), "infer_step_s": median_time(infer_step, False),
-                   "step_batch": int(len(train_batch.labels)), "infer_batch": int(len(infer_batch.labels)),
-                   "step_warmup": warmup, "step_repeats": repeats}
-        finally:
-            for p, w in zip(trained, was):
-                p.requires_grad_(w)
-            self.model.eval()
-            self.modules.eval()
-        return out
-
-    @staticmethod
-    def _stage_parameters(stages: list[Stage]) -> dict[int, torch.nn.Parameter]:
-        return {id(p): p for st in stages for p in st.parameters()}
+        """Median train and inference step on one fixed batch (``StageTrainer.step_timings``)."""
+        return StageTrainer(self).step_timings(rows, warmup, repeats)
 
     def trainable_count(self) -> int:
         """Parameters the stages will train (after ``prepare``, before any training)."""
-        return int(sum(p.numel() for p in self._stage_parameters(self.stages()).values()))
+        return int(sum(p.numel() for p in stage_parameters(self.stages()).values()))
 
     def param_counts(self) -> dict[str, int]:
         """``trainable``: every parameter some stage trained (a later stage may freeze it again)."""
         params = {id(p): p for p in list(self.model.parameters()) + list(self.modules.parameters())}
-        trained = getattr(self, "_trained", None) or {i: p for i, p in params.items() if p.requires_grad}
+        trained = self.trained or {i: p for i, p in params.items() if p.requires_grad}
         return {"trainable": int(sum(p.numel() for p in trained.values())),
                 "total": int(sum(p.numel() for p in params.values()))}

@@ -121,7 +121,7 @@ def _non_persistent(modules: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _model_extra(method: Any) -> dict[str, torch.Tensor]:
     """Trained parameters of the language model that the peft adapter does not hold."""
-    trained = getattr(method, "_trained", None) or {}
+    trained = method.trained
     in_adapter = _is_peft(method.model)
     return {n: p for n, p in method.model.named_parameters()
             if id(p) in trained and not (in_adapter and "lora_" in n)}
@@ -147,7 +147,7 @@ def save(method: Any, directory: Path) -> Path | None:
     state = method.modules.state_dict()
     # tensors training left exactly as the (seeded) build made them are rebuilt, not copied
     # (e.g. a frozen MF table, zero-gradient biases)
-    built = getattr(method, "_as_built", None) or {}
+    built = method.as_built or {}
     as_built = {k: built[k] for k, v in state.items() if k in built and tensor_digest(v) == built[k]}
     kept = {k: v for k, v in state.items() if k not in as_built}
     extra_params = _model_extra(method)

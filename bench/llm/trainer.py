@@ -1,19 +1,30 @@
 """One training loop for every LLM method: AdamW, cosine schedule with warm-up, gradient
 accumulation, early stopping on valid AUC with the best trainable state restored, bf16
 autocast when the backbone runs in bf16 (the config's ``dtype``), NaN/inf loss stops the run
-with a clear error."""
+with a clear error.
+
+``train`` is the loop; ``StageTrainer`` drives it over a recommender's stages (its ``fit``) and
+times one train and one inference step (its ``step_timings``)."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-from typing import Callable, Iterable
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 
 from bench import distributed
 from bench.errors import BenchError
-from bench.llm.backbone import autocast
+from bench.llm.backbone import autocast, synchronize
+from bench.metrics import auc
+
+if TYPE_CHECKING:
+    from bench.data.schema import Split
+    from bench.llm.recommender import LLMRecommender, Stage
 
 log = logging.getLogger("bench")
 
@@ -144,3 +155,116 @@ def train(
             "best_valid_auc": best["auc"], "valid_auc_history": history,
             "final_train_loss": (sum(losses[-20:]) / max(1, len(losses[-20:])))}
 
+
+
+def sample_rows(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of ``n`` rows of ``df`` (renumbered), or ``df`` itself when ``n`` is 0 or
+    not below its length."""
+    if not n or n >= len(df):
+        return df
+    return df.sample(n=n, random_state=seed).reset_index(drop=True)
+
+
+def stage_parameters(stages: Sequence[Stage]) -> dict[int, torch.nn.Parameter]:
+    """Every parameter some stage trains, by id (each once)."""
+    return {id(p): p for st in stages for p in st.parameters()}
+
+
+def bce_loss(method: LLMRecommender, batch: Any) -> torch.Tensor:
+    """The training loss of the Yes-logit recommenders: BCE of the Yes logit against the label."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(method.forward_scores(batch), batch.labels)
+
+
+class StageTrainer:
+    """Trains a recommender stage after stage with ``train`` (BCE on the Yes logit), and times its
+    steps. What it sets on the recommender: ``trained`` (every parameter some stage trains),
+    ``prompt`` (the last finished stage's), ``fit_info``."""
+
+    def __init__(self, method: LLMRecommender) -> None:
+        self.method = method
+
+    def _mode(self, training: bool) -> None:
+        self.method.model.train(training)
+        self.method.modules.train(training)
+
+    def fit(self, split: Split) -> dict[str, Any]:
+        """``prepare`` the method, then each stage: only its parameters take gradients (a frozen
+        earlier LoRA costs no backward), selected on valid AUC of seeded ``valid_small`` rows with
+        the stage's prompt. Returns (and keeps as ``fit_info``) the per-stage results."""
+        m = self.method
+        c = m.config
+        m.prepare(split)
+        train_rows = sample_rows(split.train, c.max_train_rows, m.ctx.seed + 1)
+        valid_rows = sample_rows(split.valid_small, c.max_valid_rows, m.ctx.seed + 2)
+        info: dict[str, Any] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "stages": {}}
+        bs = c.batch_size
+        stages = m.stages()
+        m.trained = stage_parameters(stages)
+        for stage in stages:
+            in_stage = {id(p) for p in stage.parameters()}
+            for p in m.trained.values():
+                p.requires_grad_(id(p) in in_stage)
+            n_batches = -(-len(train_rows) // bs)
+
+            def evaluate(prompt: str = stage.prompt) -> float:
+                val = auc(valid_rows["label"].to_numpy(), m.scorer.score(valid_rows, prompt))
+                self._mode(True)
+                return val
+
+            self._mode(True)
+            info["stages"][stage.name] = train(
+                stage.params,
+                lambda epoch, p=stage.prompt: m.scorer.batches(train_rows, p, bs, shuffle=True, seed=m.ctx.seed * 1000 + epoch),
+                n_batches, lambda batch: bce_loss(m, batch), evaluate, stage.spec, m.bb.device,
+                name=f"{m.ctx.run_name}:{stage.name}", progress=m.ctx.progress, dtype=m.bb.dtype, on_eval=m.ctx.on_eval)
+            m.prompt = stage.prompt
+        info["setup_s"] = dict(m.setup_s)  # the runner subtracts these from the fit's wall time
+        m.fit_info = info
+        return info
+
+    def step_timings(self, rows: pd.DataFrame, warmup: int, repeats: int) -> dict[str, float]:
+        """Median train step (forward + backward over every trained parameter, no optimiser
+        update, so nothing learnt changes) and inference step on one fixed batch of ``rows`` with
+        the method's scoring prompt, synchronised on CUDA."""
+        m = self.method
+        c, dev = m.config, m.bb.device
+        fixed = rows.head(max(c.batch_size, c.eval_batch_size)).reset_index(drop=True)
+        train_batch = next(m.scorer.batches(fixed.head(c.batch_size), m.prompt, c.batch_size, shuffle=False))
+        infer_batch = next(m.scorer.batches(fixed.head(c.eval_batch_size), m.prompt, c.eval_batch_size, shuffle=False))
+        trained = list((m.trained or stage_parameters(m.stages())).values())
+        was = [p.requires_grad for p in trained]
+
+        def train_step() -> None:
+            with autocast(dev, m.bb.dtype):
+                loss = bce_loss(m, train_batch)
+            loss.backward()
+            for p in trained:
+                p.grad = None
+
+        def infer_step() -> None:
+            with torch.inference_mode(), autocast(dev, m.bb.dtype):
+                m.forward_scores(infer_batch)
+
+        def median_time(step: Callable[[], None], training: bool) -> float:
+            self._mode(training)
+            times = []
+            for i in range(warmup + repeats):
+                synchronize(dev)
+                t0 = time.perf_counter()
+                step()
+                synchronize(dev)
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+            return float(np.median(times))
+
+        try:
+            for p in trained:
+                p.requires_grad_(True)
+            out = {"train_step_s": median_time(train_step, True), "infer_step_s": median_time(infer_step, False),
+                   "step_batch": int(len(train_batch.labels)), "infer_batch": int(len(infer_batch.labels)),
+                   "step_warmup": warmup, "step_repeats": repeats}
+        finally:
+            for p, w in zip(trained, was):
+                p.requires_grad_(w)
+            self._mode(False)
+        return out
