@@ -13,7 +13,10 @@ trainable parameters counted) and has a timed step (``Method.step_timings``): th
 
 No training happens: parameter and time ratios do not depend on weight values, so a
 ``random:<shape>`` backbone measures them at the paper's scale (``random:llama-7b``), and the CF
-embeddings are seeded random tables of the right shape (no CF run, no RecBole needed)."""
+embeddings are seeded random tables of the right shape (no CF run, no RecBole needed).
+
+Which methods come first, and their labels, are the rows of the layout's ``table6`` table: its
+``baseline`` first (every ratio is to it), then its rows."""
 from __future__ import annotations
 
 import gc
@@ -26,6 +29,16 @@ from bench import records
 from bench.errors import BenchError
 
 log = logging.getLogger("bench")
+KIND = "efficiency"
+TITLE = "Table 6 — efficiency benchmark"  # the report's heading of a record, before its file's stem
+TEX = "table6"  # the stem of its LaTeX table beside the report (None: Markdown only)
+LAYOUT_KIND = "table6"  # the layout table whose baseline and rows this benchmark measures first
+
+
+def layout_rows(layout: Any) -> list[Any]:
+    """The baseline row, then the rows, of the layout's first ``LAYOUT_KIND`` table."""
+    t = layout.table(LAYOUT_KIND)
+    return ([t.baseline] if t and t.baseline else []) + list(t.rows if t else ())
 
 
 def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
@@ -35,9 +48,7 @@ def entries(layout_path: Path | None = None) -> list[tuple[str, str]]:
     from bench.registry import get_method, method_table
     from bench.report.layout import DEFAULT_LAYOUT, load_layout
 
-    layout = load_layout(layout_path or DEFAULT_LAYOUT)
-    rows = ([layout.table6_baseline] if layout.table6_baseline else []) + [r for s in layout.table6 for r in s.rows]
-    out = [(r.method, r.variants[0]) for r in rows]
+    out = [(r.method, r.variants[0]) for r in layout_rows(load_layout(layout_path or DEFAULT_LAYOUT))]
     for name in method_table():
         cls = get_method(name)
         if supports(cls, Countable) and cls.step_timings is not Method.step_timings:
@@ -50,7 +61,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
             warmup: int, repeats: int, methods: list[str] | None = None, seed: int = 0,
             subset_users: int | None = None, layout_path: Path | None = None, dtype: str = "auto",
             params_only: bool = False) -> dict[str, Any]:
-    """``params_only``: trainable-parameter counts alone, every model built on PyTorch's meta
+    """The payload of an efficiency record. ``params_only``: trainable-parameter counts alone, every model built on PyTorch's meta
     device (shapes without storage), so the 7B shape's Table 6 parameter ratios need neither a
     GPU nor its memory; nothing is timed."""
     import torch
@@ -108,8 +119,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
         if not params_only:
             r["ratio"].update(train_step=r["train_step_s"] / base["train_step_s"],
                               infer_step=r["infer_step_s"] / base["infer_step_s"])
-    return {"kind": "efficiency", "schema_version": records.SCHEMA_VERSION, "backbone": backbone,
-            **records.provenance(device, "meta device (shapes only)" if params_only else None),
+    return {"backbone": backbone, "device": device, "device_name": "meta device (shapes only)" if params_only else None,
             "params_only": params_only, "dtype": None if params_only else precision,
             "default_dtype": not params_only and precision == default, "dataset": dataset,
             "split_fingerprint": split.fingerprint, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
@@ -120,5 +130,48 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, batc
 def write(record: dict[str, Any], out_dir: Path) -> Path:
     # a precision other than the device's default gets its own file beside the default record
     if record.get("params_only"):
-        return records.write_benchmark(record, out_dir, "efficiency", tag="params")
-    return records.write_benchmark(record, out_dir, "efficiency", tag="" if record.get("default_dtype", True) else record["dtype"])
+        return records.write_benchmark(record, out_dir, KIND, tag="params")
+    return records.write_benchmark(record, out_dir, KIND, tag="" if record.get("default_dtype", True) else record["dtype"])
+
+
+def table(rec: dict[str, Any], layout: Any, tex: bool = False) -> tuple[list[str], list[list[str]], list[str]]:
+    """One efficiency record: every LLM method's ratios to the baseline, measured in one process.
+    Two parameter counts side by side: live (what the forward uses) and as published (what the
+    method's published code counts as trainable, unused parameters included: the paper's kind)."""
+    from bench.report.stats import MISSING
+    from bench.report.tables import esc
+
+    labels = {}
+    for r in layout_rows(layout):
+        labels.setdefault((r.method, r.variants[0]), r.label)
+    header = ["Method", "Trainable params (live)", "Params (live)", "Trainable params (as published)",
+              "Params (as published)", "Tr.", "Inf.", "train step ms", "infer step ms", "peak GiB"]
+    body = []
+    for e in rec["entries"]:
+        label = labels.get((e["method"], e["variant"]), f"{e['method']} ({e['variant']})")
+        peak = e.get("peak_mem_bytes")
+        timed = "train_step_s" in e
+        published = e.get("params_trainable_as_published")  # records before both counts: missing
+        body.append([esc(label, tex), f"{e['params_trainable']:,}", f"{e['ratio']['params']:.3f}",
+                     MISSING if published is None else f"{published:,}",
+                     MISSING if published is None else f"{e['ratio']['params_as_published']:.3f}",
+                     f"{e['ratio']['train_step']:.3f}" if timed else MISSING,
+                     f"{e['ratio']['infer_step']:.3f}" if timed else MISSING,
+                     f"{1000 * e['train_step_s']:.1f}" if timed else MISSING,
+                     f"{1000 * e['infer_step_s']:.1f}" if timed else MISSING,
+                     f"{peak / 2**30:.2f}" if peak else MISSING])
+    counts = ("Live parameters are those the forward uses; as published adds what a method's published code "
+              "holds with requires_grad but never runs (e.g. a Q-Former's unused word / position embeddings and "
+              "text feed-forwards), as the paper's Table 6 counts.")
+    if rec.get("params_only"):
+        return header, body, [f"Backbone {rec['backbone']}, trainable parameters only: every model built on PyTorch's "
+                              "meta device (shapes, no storage), nothing timed; ratios to the first row; CF "
+                              "embeddings of the CF models' shapes.", counts]
+    precision = f" ({rec['dtype']})" if "dtype" in rec else ""
+    note = (f"Backbone {rec['backbone']} on {rec['device_name']}{precision}; fixed batches of {rec['batch_size']} (train) / "
+            f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
+            f"after {rec['warmup']} warm-up steps{', synchronised on CUDA' if str(rec['device']).startswith('cuda') else ''}; "
+            "ratios to the first row; no step updates the weights"
+            f"{' (random: ratios do not depend on weight values)' if str(rec['backbone']).startswith('random:') else ''}"
+            "; CF embeddings are seeded random tables of the CF models' shapes.")
+    return header, body, [note, counts]

@@ -467,6 +467,14 @@ def provenance(device: str, name: str | None = None) -> dict[str, Any]:
             "versions": versions(), "git": git_state(REPO), "finished": now()}
 
 
+def benchmark_record(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's payload (its own fields, its ``device`` and, where it names it in words, its
+    ``device_name``) as its record: kind, schema version and ``provenance``, as every record has."""
+    payload = dict(payload)
+    where = provenance(payload.pop("device"), payload.pop("device_name", None))
+    return {"kind": kind, "schema_version": SCHEMA_VERSION, **where, **payload}
+
+
 def clear_stale_lock(record_path: Path) -> None:
     """Remove the lock file a process killed after writing its record left behind (unless a
     live process holds it)."""

@@ -28,6 +28,9 @@ from bench import records
 from bench.errors import BenchError
 
 log = logging.getLogger("bench")
+KIND = "scoring_speed"
+TITLE = "Scoring speed"  # the report's heading of a record, before its file's stem
+TEX = None  # the stem of its LaTeX table beside the report (None: Markdown only)
 
 
 def _plain_loop(bb: Any, prompts: list[list[int]], batch_size: int) -> np.ndarray:
@@ -79,7 +82,7 @@ def token_positions(prompts: list[list[int]], groups: list, plain_batch: int) ->
 def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_rows: int,
             plain_batch: int = 16, harness_batch: int = 64, seed: int = 0, prompt: str = "id",
             dtypes: tuple[str, ...] = ("auto",)) -> dict[str, Any]:
-    """The plain loop and the harness at each precision: the device's default (the anchor) and
+    """The payload of a scoring-speed record: the plain loop and the harness at each precision: the device's default (the anchor) and
     each of ``dtypes`` (``auto`` is the default; ``bfloat16`` on a CPU trades exactness for
     speed, so its scores are compared with the anchor's, not required to match them)."""
     import gc
@@ -167,8 +170,7 @@ def measure(backbone: str, device: str, dataset: str, data_dir: str | None, n_ro
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     lengths = [len(p) for p in prompts]
-    return {"kind": "scoring_speed", "schema_version": records.SCHEMA_VERSION, "backbone": backbone,
-            **records.provenance(device), "dataset": dataset,
+    return {"backbone": backbone, "device": device, "dataset": dataset,
             "split_fingerprint": split.fingerprint, "prompt": prompt, "n_prompts": len(rows),
             "mean_tokens": float(np.mean(lengths)), "max_tokens": int(np.max(lengths)),
             "users": int(rows["user"].nunique()), "rows_sharing_a_prefix": int(sum(len(g.rows) for g in groups)),
@@ -181,4 +183,35 @@ def write(record: dict[str, Any], out_dir: Path) -> Path:
     # a record without the default precision's harness gets its own file beside the default one
     default = record.get("default_dtype")
     tag = "" if any(e["dtype"] == default for e in record["harness"]) else "-".join(e["dtype"] for e in record["harness"])
-    return records.write_benchmark(record, out_dir, "scoring_speed", tag=tag)
+    return records.write_benchmark(record, out_dir, KIND, tag=tag)
+
+
+def table(rec: dict[str, Any], layout: Any = None, tex: bool = False) -> tuple[list[str], list[list[str]], list[str]]:
+    """One scoring-speed record: the harness scorer against a plain Hugging Face loop, each at
+    every precision measured; speed-ups against the plain loop at the device's default precision
+    and against the plain loop at the same precision."""
+    header = ["Path", "Precision", "Batch", "Prompts/s", "Seconds", "Speed-up", "Same-precision speed-up",
+              "Max abs score diff", "Spearman"]
+    anchor = rec["plain"]
+    plains = rec.get("plain_by_dtype") or {anchor.get("dtype", ""): anchor}
+    body = [["plain HF loop", name, str(p["batch"]), f"{p['prompts_per_s']:.2f}", f"{p['seconds']:.1f}",
+             f"x{anchor['seconds'] / p['seconds']:.2f}", "x1.00", f"{p.get('max_abs_score_diff', 0.0):.2g}", ""]
+            for name, p in plains.items()]
+    harness = rec["harness"] if isinstance(rec["harness"], list) else [  # records before precisions were listed
+        {**rec["harness"], "speedup": rec["speedup"], "max_abs_score_diff": rec["max_abs_score_diff"]}]
+    body += [["harness scorer", e.get("dtype", ""), str(e["batch"]), f"{e['prompts_per_s']:.2f}", f"{e['seconds']:.1f}",
+              f"x{e['speedup']:.2f}", f"x{e['speedup_same_precision']:.2f}" if "speedup_same_precision" in e else "",
+              f"{e['max_abs_score_diff']:.2g}", f"{e['spearman_vs_plain']:.4f}" if "spearman_vs_plain" in e else ""]
+             for e in harness]
+    shared = rec.get("rows_sharing_a_prefix")
+    users = "" if shared is None else f" of {rec['users']} whole users, {shared} of them sharing a cached prefix"
+    prompt = f"{rec['prompt']} prompt, " if "prompt" in rec else ""
+    notes = [f"Backbone {rec['backbone']} on {rec['device_name']}: {rec['n_prompts']} {rec['dataset']} test "
+             f"prompts ({prompt}mean {rec['mean_tokens']:.0f} tokens){users}. Speed-ups, score differences and rank "
+             f"correlation are against the plain loop in {anchor.get('dtype', 'its default precision')}."]
+    pos = rec.get("token_positions")
+    if pos:
+        notes.append(f"Token positions run: plain loop {pos['plain_padded']:,} (padded), harness "
+                     f"{pos['harness_unpadded']:,} (before padding); any prefix sharing runs at least "
+                     f"{pos['prefix_trie_bound']:,}.")
+    return header, body, notes

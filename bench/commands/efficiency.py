@@ -32,14 +32,15 @@ def add_arguments(eff: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from bench.efficiency import measure, write
+    from bench.benchmarks import BENCHMARKS
     from bench.runner import resolve_device
 
     _require_positive(args, "batch_size", "eval_batch_size", "repeats")
     if args.warmup < 0:
         raise BenchError("--warmup must be >= 0", "pass 0 or more")
-    rec = measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir, args.batch_size,
-                  args.eval_batch_size, args.warmup, args.repeats, args.methods, subset_users=args.subset_users,
-                  dtype=args.dtype, params_only=args.params_only)
-    print(f"wrote {write(rec, args.out)}")
+    bench = BENCHMARKS["efficiency"]
+    rec = bench.record(bench.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
+                                     args.batch_size, args.eval_batch_size, args.warmup, args.repeats, args.methods,
+                                     subset_users=args.subset_users, dtype=args.dtype, params_only=args.params_only))
+    print(f"wrote {bench.write(rec, args.out)}")
     return 0

@@ -23,15 +23,16 @@ def add_arguments(ovh: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from bench import overhead
+    from bench.benchmarks import BENCHMARKS
     from bench.runner import resolve_device
 
     if args.subset_users is not None:
         _require_positive(args, "subset_users")
-    rec = overhead.measure(args.dataset, args.data_dir, resolve_device(args.device), args.methods,
-                           _key_values(args.overrides), subset_users=args.subset_users)
+    bench = BENCHMARKS["overhead"]
+    rec = bench.record(bench.measure(args.dataset, args.data_dir, resolve_device(args.device), args.methods,
+                                     _key_values(args.overrides), subset_users=args.subset_users))
     for e in rec["entries"]:
         print(f"{e['method']} ({e['variant']}): harness {e['harness_s']:.1f}s vs quick start "
               f"{e['reference_s']:.1f}s: x{e['ratio']:.3f}")
-    print(f"wrote {overhead.write(rec, args.out)}")
+    print(f"wrote {bench.write(rec, args.out)}")
     return 0

@@ -29,7 +29,7 @@ def add_arguments(spd: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from bench import scoring_speed
+    from bench.benchmarks import BENCHMARKS
     from bench.runner import resolve_device
 
     _require_positive(args, "rows", "plain_batch", "harness_batch")
@@ -38,11 +38,12 @@ def execute(args: argparse.Namespace) -> int:
     for name in args.dtypes:
         if name not in ("auto", *DTYPES):
             raise BenchError(f"--dtypes: unknown precision {name!r}", f"use auto, {', '.join(DTYPES)}")
-    rec = scoring_speed.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
-                                args.rows, args.plain_batch, args.harness_batch, prompt=args.prompt,
-                                dtypes=tuple(args.dtypes))
+    bench = BENCHMARKS["scoring_speed"]
+    rec = bench.record(bench.measure(args.backbone, resolve_device(args.device), args.dataset, args.data_dir,
+                                     args.rows, args.plain_batch, args.harness_batch, prompt=args.prompt,
+                                     dtypes=tuple(args.dtypes)))
     for e in rec["harness"]:
         print(f"harness ({e['dtype']}) {e['prompts_per_s']:.2f} prompts/s vs plain loop "
               f"({rec['plain']['dtype']}) {rec['plain']['prompts_per_s']:.2f}/s: x{e['speedup']:.2f}")
-    print(f"wrote {scoring_speed.write(rec, args.out)}")
+    print(f"wrote {bench.write(rec, args.out)}")
     return 0

@@ -4,7 +4,9 @@
 
 Every cell is the mean over seeds with a 95% t-interval (a single-seed cell says so). Missing
 cells show as "–", never as zero; records of one dataset with different split fingerprints are
-refused. Which run fills which row comes from a layout file (``bench/layouts/``).
+refused. Which tables there are, their captions, and which run fills which row come from a
+layout file (``bench/layouts/``); every benchmark record (``results/benchmarks/``) is rendered
+through its benchmark's own table (``bench.benchmarks``).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -71,19 +73,6 @@ def _data_note(dataset: str, r: pd.Series) -> str:
     return f"{dataset}: {r['data']}"
 
 
-TABLES: tuple[tuple[str, str, Callable[..., tables.Table]], ...] = (
-    ("table2", "Table 2 — dataset statistics (as the runs saw them)", lambda df, lay, tex: tables.table2(df, tex)),
-    ("table3", "Table 3 — main results (test; mean ± 95% CI over seeds; best in bold)", tables.table3),
-    ("table4", "Table 4 — matched parameter budget (test)", tables.table4),
-    ("table5", "Table 5 — ablations (test)", tables.table5),
-    ("table6", "Table 6 — efficiency, as ratios to LoRA-only (trainable MF)", tables.table6),
-    ("table7", "Table 7 — few-shot (TALLRec protocol; test AUC)", tables.table7),
-)
-TABLE3_NOTE = ("UAUC = unweighted mean of per-user AUC over users with both classes. Bold = best mean; "
-               "\\* = beats the runner-up under a paired t-test over seeds (p < 0.05); † = under a paired "
-               "bootstrap of per-user AUC over test users (p < 0.05).")
-
-
 def _empty(body: list[list[str]]) -> bool:
     """True when no cell holds a number (every data cell missing): such a table is not printed."""
     return not any(re.match(r"^(\*\*|\\textbf\{)?-?\d", c) for row in body for c in row)
@@ -131,21 +120,22 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
         for dataset, notes in g.groupby("dataset")["notes"].first().items():
             md += [f"- {dataset}: {n}" for n in notes] + ([""] if notes else [])
         stale = g["latest_failed"].notna().any()
-        for name, title, fn in TABLES:
-            header, body, notes = fn(g, layout, False)
-            if not body or (name != "table2" and _empty(body)):
-                md += [f"### {title}", "", "_No runs of this table in this suite._", ""]
+        for spec in layout.tables:
+            kind = tables.KINDS[spec.kind]
+            header, body, notes = kind.render(g, spec, layout, False)
+            if not body or (kind.runs and _empty(body)):
+                md += [f"### {spec.caption}", "", "_No runs of this table in this suite._", ""]
                 continue
-            md += [f"### {title}", "", tabulate(body, headers=header, tablefmt="github"), ""]
-            if name == "table3":
-                md += [TABLE3_NOTE, ""]
-            if stale and name != "table2":
+            md += [f"### {spec.caption}", "", tabulate(body, headers=header, tablefmt="github"), ""]
+            if kind.note:
+                md += [kind.note, ""]
+            if stale and kind.runs:
                 notes = [*notes, tables.STALE_NOTE]
             if any(tables.UNTRAINED in c for row in body for c in row):
                 notes = [*notes, tables.UNTRAINED_NOTE]
             md += [f"- {n}" for n in notes] + ([""] if notes else [])
-            th, tb, _ = fn(g, layout, True)
-            path = sdir / f"{name}.tex"
+            th, tb, _ = kind.render(g, spec, layout, True)
+            path = sdir / f"{spec.name}.tex"
             path.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
             written.append(path)
         from bench.report import tuning
@@ -167,30 +157,25 @@ def render_all(results_dir: Path, out_dir: Path, layout_path: Path = DEFAULT_LAY
         md += [f"### Suite `{suite}` — every run", "", tabulate(db, headers=dh, tablefmt="github"), ""]
         if any(tables.UNTRAINED in row[1] for row in db):
             md += [f"- {tables.UNTRAINED_NOTE}", ""]
-    renderers = {"efficiency": None, "scoring_speed": ("Scoring speed", tables.scoring_speed_benchmark),
-                 "overhead": ("Harness overhead", tables.overhead_benchmark)}
-    for kind in renderers:  # efficiency first, as before
+    from bench.benchmarks import BENCHMARKS
+
+    for kind, bench in BENCHMARKS.items():  # in the registry's order (efficiency first)
         for bpath, rec in (b for b in found.benchmarks if b[1].kind == kind):
             payload = rec.payload()
             try:
-                if kind == "efficiency":
-                    header, body, notes = tables.table6_benchmark(payload, layout)
-                    title = f"Table 6 — efficiency benchmark `{bpath.stem}`"
-                else:
-                    header, body, notes = renderers[kind][1](payload)
-                    title = f"{renderers[kind][0]} `{bpath.stem}`"
+                header, body, notes = bench.table(payload, layout, False)
+                tex = bench.table(payload, layout, True) if bench.tex else None
             except (KeyError, TypeError, ValueError):  # valid provenance, payload of another shape
                 md += [f"Unreadable {kind} record `{bpath}` (ignored).", ""]
                 log.warning("%s: a %s record whose payload this report cannot read (ignored)", bpath, kind)
                 continue
-            md += [f"## {title}", "", tabulate(body, headers=header, tablefmt="github"), ""] + [
+            md += [f"## {bench.title} `{bpath.stem}`", "", tabulate(body, headers=header, tablefmt="github"), ""] + [
                 f"- {n}" for n in notes] + [""]
-            if kind == "efficiency":
-                th, tb, _ = tables.table6_benchmark(payload, layout, True)
-                tex = out_dir / "benchmarks" / f"table6_{bpath.stem}.tex"
-                tex.parent.mkdir(parents=True, exist_ok=True)
-                tex.write_text(tabulate(tb, headers=th, tablefmt="latex_raw") + "\n")
-                written.append(tex)
+            if tex:
+                path = out_dir / "benchmarks" / f"{bench.tex}_{bpath.stem}.tex"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(tabulate(tex[1], headers=tex[0], tablefmt="latex_raw") + "\n")
+                written.append(path)
     path = out_dir / "results.md"
     path.write_text("\n".join(md) + "\n")
     written.insert(0, path)

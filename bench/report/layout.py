@@ -1,7 +1,13 @@
-"""The paper's table layout (``bench/layouts/*.yaml``): which (method, variant) fills which row.
+"""The paper's table layout (``bench/layouts/*.yaml``): which tables the report renders, in which
+order, with which caption, and which (method, variant) fills which row.
 
-The layout is data, so the report code never names a method; a row's ``variant`` may be one
-name or a list of acceptable ones (the first that has records wins)."""
+The layout is data, so the report code never names a method or a paper table: each top-level key
+but ``fig4`` is one table (its name is the ``.tex`` file's stem), whose ``kind`` names the
+renderer (``bench.report.tables.KINDS``; by default the key itself), with its ``caption`` and its
+rows, as ``rows`` or in named ``sections`` (``groups`` is the same), plus what some renderers read
+(``baseline``: the row ratios are taken to; ``metrics``). Another paper's tables are another
+layout file. A row's ``variant`` may be one name or a list of acceptable ones (the first that has
+records wins)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, create_model, field_validator
 
 from bench.config import StrictModel, bad_value, read_yaml, schema_error, schema_field
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 LAYOUT_DIR = Path(__file__).resolve().parent.parent / "layouts"
 DEFAULT_LAYOUT = LAYOUT_DIR / "graphlora-paper.yaml"
+DEFAULT_METRICS = ("auc", "uauc", "ndcg@10")
+FIGURES = ("fig4",)  # top-level keys that are not tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +50,62 @@ class Section:
 
 
 @dataclasses.dataclass(frozen=True)
+class TableSpec:
+    """One table: ``name`` (its id and ``.tex`` stem), ``kind`` (its renderer), ``caption``, its
+    rows in sections (a table of plain ``rows``: one unnamed section), and the options some
+    kinds read: ``baseline`` (the row ratios are to) and ``metrics`` (None: the kind's default)."""
+    name: str
+    kind: str
+    caption: str
+    sections: tuple[Section, ...] = ()
+    baseline: Row | None = None
+    metrics: tuple[str, ...] | None = None
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return tuple(r for s in self.sections for r in s.rows)
+
+
+@dataclasses.dataclass(frozen=True)
 class Layout:
-    table3: tuple[Section, ...] = ()
-    table4_metrics: tuple[str, ...] = ("auc", "uauc", "ndcg@10")
-    table4: tuple[Row, ...] = ()
-    table5: tuple[Section, ...] = ()
-    table6_baseline: Row | None = None
-    table6: tuple[Section, ...] = ()
-    table7: tuple[Row, ...] = ()
+    tables: tuple[TableSpec, ...] = ()
     fig4_method: str | None = None
     fig4_pattern: str = r"layer-(\d+)"
+
+    def table(self, kind: str) -> TableSpec | None:
+        """The first table rendered as ``kind`` (None: the layout has none)."""
+        return next((t for t in self.tables if t.kind == kind), None)
 
     def layer_of(self, method: str, variant: str) -> int | None:
         if method != self.fig4_method:
             return None
         m = re.fullmatch(self.fig4_pattern, variant)
         return int(m.group(1)) if m else None
+
+    # views of the first table of each of the GraphLoRA paper's kinds, for callers that ask by kind
+    def _sections(self, kind: str) -> tuple[Section, ...]:
+        t = self.table(kind)
+        return t.sections if t else ()
+
+    def _rows(self, kind: str) -> tuple[Row, ...]:
+        t = self.table(kind)
+        return t.rows if t else ()
+
+    table3 = property(lambda self: self._sections("table3"))
+    table4 = property(lambda self: self._rows("table4"))
+    table5 = property(lambda self: self._sections("table5"))
+    table6 = property(lambda self: self._sections("table6"))
+    table7 = property(lambda self: self._rows("table7"))
+
+    @property
+    def table6_baseline(self) -> Row | None:
+        t = self.table("table6")
+        return t.baseline if t else None
+
+    @property
+    def table4_metrics(self) -> tuple[str, ...]:
+        t = self.table("table4")
+        return t.metrics if t and t.metrics is not None else DEFAULT_METRICS
 
 
 ROW_FIX = "write rows as {label: ..., method: ..., variant: ...} (variant: one name or a list of them)"
@@ -97,28 +145,39 @@ class _Section(StrictModel):
 
 
 _SECTIONS_FIX = "e.g. - {name: ..., rows: [{label: ..., method: ...}]}"
+_OPTIONS = ("baseline", "metrics")
 
 
-class _Table3(StrictModel):
+def _kinds() -> dict[str, Any]:
+    from bench.report.tables import KINDS  # the renderers (tables imports this module)
+
+    return KINDS
+
+
+class _Table(StrictModel):
+    kind: str | None = schema_field(None, "a table kind (a string)", "e.g. kind: table3 (default: the table's key)")
+    caption: str | None = schema_field(None, "a caption (a string)", "e.g. caption: Table 3 — main results")
+    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+    sections: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
     groups: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
-
-
-class _Table4(StrictModel):
-    metrics: list[str] | None = schema_field(None, "a list of metric names", "e.g. metrics: [auc, uauc, ndcg@10]")
-    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
-
-
-class _Table5(StrictModel):
-    sections: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
-
-
-class _Table6(StrictModel):
     baseline: _Row | None = schema_field(None, "a row (a mapping)", ROW_FIX)
-    sections: list[_Section] | None = schema_field(None, "a list of sections", _SECTIONS_FIX)
+    metrics: list[str] | None = schema_field(None, "a list of metric names", "e.g. metrics: [auc, uauc, ndcg@10]")
 
+    @classmethod
+    def check_mapping(cls, data: dict) -> None:
+        given = [k for k in ("rows", "sections", "groups") if data.get(k) is not None]
+        if len(given) > 1:
+            raise bad_value(f"a table has `rows` or `sections` (`groups`), not {' and '.join(given)}",
+                            "list plain rows under `rows`, or named sections under `sections`")
 
-class _Table7(StrictModel):
-    rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+    def spec(self, name: str) -> TableSpec:
+        sections = self.sections or self.groups
+        return TableSpec(
+            name=name, kind=self.kind or name, caption=self.caption if self.caption is not None else name,
+            sections=(tuple(s.section() for s in sections) if sections is not None
+                      else (Section("", tuple(r.row() for r in self.rows)),) if self.rows else ()),
+            baseline=self.baseline.row() if self.baseline else None,
+            metrics=tuple(self.metrics) if self.metrics is not None else None)
 
 
 class _Fig4(StrictModel):
@@ -138,18 +197,26 @@ class _Fig4(StrictModel):
         return v
 
 
-def _table(what: str, example: str) -> Any:
-    return schema_field(None, what, f"e.g. {example}")
+_TABLE_WHAT = "a mapping with `kind`, `caption` and `rows` or `sections`"
+_TABLE_FIX = "e.g. table3: {kind: table3, caption: ..., sections: [{name: ..., rows: [...]}]}"
 
 
-class _LayoutFile(StrictModel):
-    table3: _Table3 | None = _table("a mapping with `groups`", "table3: {groups: [{name: ..., rows: [...]}]}")
-    table4: _Table4 | None = _table("a mapping with `metrics` and `rows`", "table4: {metrics: [auc], rows: [...]}")
-    table5: _Table5 | None = _table("a mapping with `sections`", "table5: {sections: [{name: ..., rows: [...]}]}")
-    table6: _Table6 | None = _table("a mapping with `baseline` and `sections`",
-                                    "table6: {baseline: {label: ..., method: ...}, sections: [...]}")
-    table7: _Table7 | None = _table("a mapping with `rows`", "table7: {rows: [{label: ..., method: ...}]}")
-    fig4: _Fig4 | None = _table("a mapping with `method` and `variant_pattern`", "fig4: {method: graphlora}")
+def _file_model(raw: dict, where: str) -> type[StrictModel]:
+    """The schema of this layout file: ``fig4`` and one table per other key, a key without a
+    ``kind`` naming a renderer kind itself."""
+    kinds = _kinds()
+    fields: dict[str, Any] = {"fig4": (_Fig4 | None, schema_field(None, "a mapping with `method` and `variant_pattern`",
+                                                                   "e.g. fig4: {method: graphlora}"))}
+    for key, value in raw.items():
+        if key in FIGURES:
+            continue
+        if not isinstance(key, str):
+            raise BenchError(f"{where}: the table name {key!r} must be a string", "quote it, e.g. '1': {}")
+        if key not in kinds and not (isinstance(value, dict) and "kind" in value):
+            raise BenchError(f"{where}: unknown key {key!r}",
+                             f"{did_you_mean(key, [*kinds, *FIGURES])} (or give the table a `kind`)")
+        fields[key] = (_Table | None, schema_field(None, _TABLE_WHAT, _TABLE_FIX))
+    return create_model("_LayoutFile", __base__=StrictModel, **fields)
 
 
 def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
@@ -159,20 +226,24 @@ def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
     raw = read_yaml(path, "report layout", f"pass --layout with a file like {DEFAULT_LAYOUT.name}")
     if raw is None:
         raw = {}
+    where = f"layout {path.name}"
+    model = _file_model(raw if isinstance(raw, dict) else {}, where)
     try:
-        spec = _LayoutFile.model_validate(raw)
+        spec = model.model_validate(raw)
     except ValidationError as e:
-        raise schema_error(e, _LayoutFile, raw, f"layout {path.name}", FORMAT_FIX) from None
-    t3, t4, t5 = spec.table3 or _Table3(), spec.table4 or _Table4(), spec.table5 or _Table5()
-    t6, t7, f4 = spec.table6 or _Table6(), spec.table7 or _Table7(), spec.fig4 or _Fig4()
-    return Layout(
-        table3=tuple(s.section() for s in t3.groups or []),
-        table4_metrics=tuple(t4.metrics) if t4.metrics is not None else ("auc", "uauc", "ndcg@10"),
-        table4=tuple(r.row() for r in t4.rows or []),
-        table5=tuple(s.section() for s in t5.sections or []),
-        table6_baseline=t6.baseline.row() if t6.baseline else None,
-        table6=tuple(s.section() for s in t6.sections or []),
-        table7=tuple(r.row() for r in t7.rows or []),
-        fig4_method=f4.method,
-        fig4_pattern=f4.variant_pattern,
-    )
+        raise schema_error(e, model, raw, where, FORMAT_FIX) from None
+    kinds = _kinds()
+    tables = []
+    for key in raw:
+        if key in FIGURES:
+            continue
+        t = (getattr(spec, key) or _Table()).spec(key)
+        if t.kind not in kinds:
+            raise BenchError(f"{where}: {key}.kind: unknown table kind {t.kind!r}", did_you_mean(t.kind, kinds))
+        unused = [k for k in _OPTIONS if getattr(t, k) is not None and k not in kinds[t.kind].options]
+        if unused:
+            raise BenchError(f"{where}: {key}: a {t.kind} table reads no `{unused[0]}`",
+                             f"{t.kind} reads {', '.join(kinds[t.kind].options) or 'no options'}; drop it")
+        tables.append(t)
+    f4 = spec.fig4 or _Fig4()
+    return Layout(tables=tuple(tables), fig4_method=f4.method, fig4_pattern=f4.variant_pattern)

@@ -1,15 +1,18 @@
-"""The paper's tables from one suite's records: Table 2 (data), 3 (main), 4 (matched budget),
-5 (ablations), 6 (efficiency ratios). Each returns (header, body, notes); ``tex=True`` gives
+"""The table kinds a layout's tables are rendered as, from one suite's records: ``table2`` (data),
+``table3`` (main), ``table4`` (matched budget), ``table5`` (ablations), ``table6`` (efficiency
+ratios), ``table7`` (few-shot); ``KINDS`` registers them. Each renderer takes (records, the
+layout's table, the layout, tex) and returns (header, body, notes); ``tex=True`` gives
 LaTeX-ready cells (bold as ``\\textbf``, labels escaped). Missing cells are "–", never zero."""
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from bench.report.layout import Layout
+from bench.report.layout import DEFAULT_METRICS, Layout, TableSpec
 from bench.report.stats import (MIN_SHARED_USERS, MISSING, fmt_cell, mean_ci, paired_seed_test,
                                 paired_user_bootstrap)
 
@@ -59,9 +62,10 @@ def _given(v: Any) -> bool:
 
 
 def layout_keys(layout: Layout) -> set[tuple[str, str]]:
-    rows = [r for s in layout.table3 + layout.table5 + layout.table6 for r in s.rows] + list(layout.table4)
-    if layout.table6_baseline:
-        rows.append(layout.table6_baseline)
+    """(method, variant) of every row (and baseline) of the layout's main-result tables: the runs
+    a table places (few-shot tables place none: their runs are few-shot ones)."""
+    rows = [r for t in layout.tables if not KINDS[t.kind].few_shot
+            for r in (t.rows + ((t.baseline,) if t.baseline else ()))]
     return {(r.method, v) for r in rows for v in r.variants}
 
 
@@ -128,12 +132,13 @@ def _few_shot(df: pd.DataFrame) -> pd.Series:
     return df["few_shot"].notna() if "few_shot" in df else pd.Series(False, index=df.index)
 
 
-def table3_rows(df: pd.DataFrame, layout: Layout) -> list[tuple[str, str, pd.DataFrame]]:
-    """(group, label, records) for every layout row, then every unplaced run under "Other runs".
-    Few-shot runs belong to Table 7 only."""
+def table3_rows(df: pd.DataFrame, layout: Layout, spec: TableSpec | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """(group, label, records) for every row of ``spec`` (default: the layout's first table3),
+    then every run no table places under "Other runs". Few-shot runs belong to Table 7 only."""
     df = df[~_few_shot(df)]
+    spec = spec or layout.table("table3")
     out = []
-    for section in layout.table3:
+    for section in spec.sections if spec else ():
         for row in section.rows:
             label, g = row.pick(df)
             out.append((section.name, label, g))
@@ -171,10 +176,11 @@ def _no_bootstrap_reason(best: tuple[str, pd.DataFrame], second: tuple[str, pd.D
             f"{MIN_SHARED_USERS} needed")
 
 
-def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[str, ...] = ("auc", "uauc")) -> Table:
+def table3(df: pd.DataFrame, spec: TableSpec, layout: Layout, tex: bool = False,
+           metrics: tuple[str, ...] = ("auc", "uauc")) -> Table:
     df = df[~_few_shot(df)]
     datasets = sorted(df["dataset"].unique())
-    rows = table3_rows(df, layout)
+    rows = table3_rows(df, layout, spec)
     header = ["Group", "Method"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in metrics]
     cells = [[_cell(g[g["dataset"] == d], f"test/{m}") for d in datasets for m in metrics]
              for _, _, g in rows]
@@ -209,14 +215,15 @@ def table3(df: pd.DataFrame, layout: Layout, tex: bool = False, metrics: tuple[s
 
 
 # ---- Table 4 --------------------------------------------------------------------------------
-def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+def table4(df: pd.DataFrame, spec: TableSpec, layout: Layout, tex: bool = False) -> Table:
     """Matched budget, laid out as the paper: one row per (dataset, metric), one column per method."""
     df = df[~_few_shot(df)]
-    picked = [row.pick(df) for row in layout.table4]
+    picked = [row.pick(df) for row in spec.rows]
+    metrics = spec.metrics if spec.metrics is not None else DEFAULT_METRICS
     header = ["Dataset", "Metric"] + [esc(label, tex) for label, _ in picked]
     body, notes = [], []
     for d in sorted(df["dataset"].unique()):
-        for i, m in enumerate(layout.table4_metrics + ("params",)):
+        for i, m in enumerate(metrics + ("params",)):
             col = "params_trainable" if m == "params" else f"test/{m}"
             vals = [_values(g[g["dataset"] == d], col) for _, g in picked]
             if m == "params":
@@ -233,12 +240,12 @@ def table4(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
 
 
 # ---- Table 5 --------------------------------------------------------------------------------
-def table5(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+def table5(df: pd.DataFrame, spec: TableSpec, layout: Layout, tex: bool = False) -> Table:
     df = df[~_few_shot(df)]
     datasets = sorted(df["dataset"].unique())
     header = ["Setting"] + [f"{d} {METRIC_LABELS[m]}" for d in datasets for m in ("auc", "uauc")]
     body = []
-    for section in layout.table5:
+    for section in spec.sections:
         body.append([esc(section.name, tex)] + [""] * (len(header) - 1))
         for row in section.rows:
             label, g = row.pick(df)
@@ -255,19 +262,19 @@ def _ratio(g: pd.DataFrame, base: pd.DataFrame, col: str) -> float | None:
     return a / b
 
 
-def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+def table6(df: pd.DataFrame, spec: TableSpec, layout: Layout, tex: bool = False) -> Table:
     """Trainable params, train and inference time as ratios to the baseline row (LoRA-only with
     trainable MF) of the same suite and dataset, plus test AUC / UAUC. Times are the medians of
     timed steps on a fixed batch when the records have them, else whole-run wall times (marked)."""
     df = df[~_few_shot(df)]
     header = ["Dataset", "Method", "Params", "Tr.", "Inf.", "AUC", "UAUC"]
     body, notes = [], []
-    if layout.table6_baseline is None:
+    if spec.baseline is None:
         return header, body, ["the layout names no Table 6 baseline"]
     for d in sorted(df["dataset"].unique()):
         dd = df[df["dataset"] == d]
-        _, base = layout.table6_baseline.pick(dd)
-        for section in layout.table6:
+        _, base = spec.baseline.pick(dd)
+        for section in spec.sections:
             body.append([esc(d, tex), esc(section.name, tex)] + [""] * 5)
             for row in section.rows:
                 label, g = row.pick(dd)
@@ -280,101 +287,45 @@ def table6(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
                     cells.append(MISSING if r is None else f"{r:.3f}" + ("" if step or col == "params_trainable" else "ʷ"))
                 body.append(["", esc(label, tex)] + cells + [_cell(g, "test/auc"), _cell(g, "test/uauc")])
     devices = sorted({str(v) for v in df.get("device", pd.Series(dtype=object)).dropna()})
-    notes.append(f"Measured on: {', '.join(devices) or 'unknown device'}. Ratios to {layout.table6_baseline.label} "
+    notes.append(f"Measured on: {', '.join(devices) or 'unknown device'}. Ratios to {spec.baseline.label} "
                  "of the same suite and dataset; ʷ = whole-run wall time (the record has no step timings).")
     return header, body, notes
 
 
 # ---- Table 7 --------------------------------------------------------------------------------
-def table7(df: pd.DataFrame, layout: Layout, tex: bool = False) -> Table:
+def table7(df: pd.DataFrame, spec: TableSpec, layout: Layout, tex: bool = False) -> Table:
     """Few-shot (TALLRec protocol): one row per (dataset, training-sample count), test AUC per method."""
     fs = df[_few_shot(df)]
-    header = ["Dataset", "Few-shot"] + [esc(r.label, tex) for r in layout.table7]
+    header = ["Dataset", "Few-shot"] + [esc(r.label, tex) for r in spec.rows]
     body = []
     for (source, n), g in sorted(fs.groupby(["source", "few_shot"])):
         body.append([esc(str(source), tex), str(int(n))]
-                    + [_cell(row.pick(g)[1], "test/auc") for row in layout.table7])
+                    + [_cell(row.pick(g)[1], "test/auc") for row in spec.rows])
     return header, body, ["Test AUC; train = a seeded sample of that many rows (valid / test untouched)."] if body else []
 
 
-# ---- Table 6 from `bench efficiency` --------------------------------------------------------
-def table6_benchmark(rec: dict[str, Any], layout: Layout, tex: bool = False) -> Table:
-    """One efficiency record: every LLM method's ratios to the baseline, measured in one process.
-    Two parameter counts side by side: live (what the forward uses) and as published (what the
-    method's published code counts as trainable, unused parameters included: the paper's kind)."""
-    labels = {}
-    for r in ([layout.table6_baseline] if layout.table6_baseline else []) + [r for s in layout.table6 for r in s.rows]:
-        labels.setdefault((r.method, r.variants[0]), r.label)
-    header = ["Method", "Trainable params (live)", "Params (live)", "Trainable params (as published)",
-              "Params (as published)", "Tr.", "Inf.", "train step ms", "infer step ms", "peak GiB"]
-    body = []
-    for e in rec["entries"]:
-        label = labels.get((e["method"], e["variant"]), f"{e['method']} ({e['variant']})")
-        peak = e.get("peak_mem_bytes")
-        timed = "train_step_s" in e
-        published = e.get("params_trainable_as_published")  # records before both counts: missing
-        body.append([esc(label, tex), f"{e['params_trainable']:,}", f"{e['ratio']['params']:.3f}",
-                     MISSING if published is None else f"{published:,}",
-                     MISSING if published is None else f"{e['ratio']['params_as_published']:.3f}",
-                     f"{e['ratio']['train_step']:.3f}" if timed else MISSING,
-                     f"{e['ratio']['infer_step']:.3f}" if timed else MISSING,
-                     f"{1000 * e['train_step_s']:.1f}" if timed else MISSING,
-                     f"{1000 * e['infer_step_s']:.1f}" if timed else MISSING,
-                     f"{peak / 2**30:.2f}" if peak else MISSING])
-    counts = ("Live parameters are those the forward uses; as published adds what a method's published code "
-              "holds with requires_grad but never runs (e.g. a Q-Former's unused word / position embeddings and "
-              "text feed-forwards), as the paper's Table 6 counts.")
-    if rec.get("params_only"):
-        return header, body, [f"Backbone {rec['backbone']}, trainable parameters only: every model built on PyTorch's "
-                              "meta device (shapes, no storage), nothing timed; ratios to the first row; CF "
-                              "embeddings of the CF models' shapes.", counts]
-    precision = f" ({rec['dtype']})" if "dtype" in rec else ""
-    note = (f"Backbone {rec['backbone']} on {rec['device_name']}{precision}; fixed batches of {rec['batch_size']} (train) / "
-            f"{rec['eval_batch_size']} (inference) {rec['dataset']} prompts; median of {rec['repeats']} timed steps "
-            f"after {rec['warmup']} warm-up steps{', synchronised on CUDA' if str(rec['device']).startswith('cuda') else ''}; "
-            "ratios to the first row; no step updates the weights"
-            f"{' (random: ratios do not depend on weight values)' if str(rec['backbone']).startswith('random:') else ''}"
-            "; CF embeddings are seeded random tables of the CF models' shapes.")
-    return header, body, [note, counts]
+# ---- the kinds -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A renderer a layout's table names as its ``kind``. ``runs``: its cells are run results (a
+    table without a number is not printed; a stale run is noted); ``few_shot``: its rows hold
+    few-shot runs (they place no run of the main tables); ``note``: printed under the table,
+    before its notes (what its marks mean); ``options``: the table keys it reads besides its rows."""
+    render: Callable[[pd.DataFrame, TableSpec, Layout, bool], Table]
+    runs: bool = True
+    few_shot: bool = False
+    note: str | None = None
+    options: tuple[str, ...] = ()
 
 
-def scoring_speed_benchmark(rec: dict[str, Any]) -> Table:
-    """One scoring-speed record: the harness scorer against a plain Hugging Face loop, each at
-    every precision measured; speed-ups against the plain loop at the device's default precision
-    and against the plain loop at the same precision."""
-    header = ["Path", "Precision", "Batch", "Prompts/s", "Seconds", "Speed-up", "Same-precision speed-up",
-              "Max abs score diff", "Spearman"]
-    anchor = rec["plain"]
-    plains = rec.get("plain_by_dtype") or {anchor.get("dtype", ""): anchor}
-    body = [["plain HF loop", name, str(p["batch"]), f"{p['prompts_per_s']:.2f}", f"{p['seconds']:.1f}",
-             f"x{anchor['seconds'] / p['seconds']:.2f}", "x1.00", f"{p.get('max_abs_score_diff', 0.0):.2g}", ""]
-            for name, p in plains.items()]
-    harness = rec["harness"] if isinstance(rec["harness"], list) else [  # records before precisions were listed
-        {**rec["harness"], "speedup": rec["speedup"], "max_abs_score_diff": rec["max_abs_score_diff"]}]
-    body += [["harness scorer", e.get("dtype", ""), str(e["batch"]), f"{e['prompts_per_s']:.2f}", f"{e['seconds']:.1f}",
-              f"x{e['speedup']:.2f}", f"x{e['speedup_same_precision']:.2f}" if "speedup_same_precision" in e else "",
-              f"{e['max_abs_score_diff']:.2g}", f"{e['spearman_vs_plain']:.4f}" if "spearman_vs_plain" in e else ""]
-             for e in harness]
-    shared = rec.get("rows_sharing_a_prefix")
-    users = "" if shared is None else f" of {rec['users']} whole users, {shared} of them sharing a cached prefix"
-    prompt = f"{rec['prompt']} prompt, " if "prompt" in rec else ""
-    notes = [f"Backbone {rec['backbone']} on {rec['device_name']}: {rec['n_prompts']} {rec['dataset']} test "
-             f"prompts ({prompt}mean {rec['mean_tokens']:.0f} tokens){users}. Speed-ups, score differences and rank "
-             f"correlation are against the plain loop in {anchor.get('dtype', 'its default precision')}."]
-    pos = rec.get("token_positions")
-    if pos:
-        notes.append(f"Token positions run: plain loop {pos['plain_padded']:,} (padded), harness "
-                     f"{pos['harness_unpadded']:,} (before padding); any prefix sharing runs at least "
-                     f"{pos['prefix_trie_bound']:,}.")
-    return header, body, notes
-
-
-def overhead_benchmark(rec: dict[str, Any]) -> Table:
-    """One overhead record: a whole harness run of each method against the library's own entry point."""
-    header = ["Method", "Variant", "Harness s", "Quick start s", "Ratio", "Test AUC (harness / quick start)"]
-    body = [[e["method"], e["variant"], f"{e['harness_s']:.1f}", f"{e['reference_s']:.1f}", f"{e['ratio']:.3f}",
-             f"{e['harness_test_auc']:.4f} / {e['reference_test_auc']:.4f}"] for e in rec["entries"]]
-    sets = ", ".join(f"{k}={v}" for k, v in rec.get("overrides", {}).items()) or "the methods' own configs"
-    note = (f"{rec['dataset']} on {rec['device_name']}, {sets}; the harness run includes scoring valid and test, "
-            "metrics, the embedding cache and the record; the first method's two paths ran once untimed first.")
-    return header, body, [note]
+TABLE3_NOTE = ("UAUC = unweighted mean of per-user AUC over users with both classes. Bold = best mean; "
+               "\\* = beats the runner-up under a paired t-test over seeds (p < 0.05); † = under a paired "
+               "bootstrap of per-user AUC over test users (p < 0.05).")
+KINDS: dict[str, Kind] = {
+    "table2": Kind(lambda df, spec, layout, tex: table2(df, tex), runs=False),
+    "table3": Kind(table3, note=TABLE3_NOTE),
+    "table4": Kind(table4, options=("metrics",)),
+    "table5": Kind(table5),
+    "table6": Kind(table6, options=("baseline",)),
+    "table7": Kind(table7, few_shot=True),
+}
