@@ -163,7 +163,8 @@ def _selected(spec: RunSpec, wanted: dict[str, set[str] | None] | None) -> bool:
 
 
 def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
-         seeds: list[int] | None = None, results_dir: Path | None = None) -> list[PlannedRun]:
+         seeds: list[int] | None = None, results_dir: Path | None = None,
+         untuned: list[tuple[str, BenchError]] | None = None) -> list[PlannedRun]:
     """Every run of the suite after filters, each preceded by the CF runs it declares
     (``Method.cf_dependencies``) as ordinary runs with their own records; configs are built (and
     so validated) up front. ``methods`` items are method names (all their variants in the suite)
@@ -175,7 +176,9 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     new run, planned once however many runs need it.
 
     A ``tuned: true`` entry takes the configuration its study under ``results_dir`` chose
-    (``bench.tuning.chosen``); planning one without ``results_dir`` is an error."""
+    (``bench.tuning.chosen``); planning one without ``results_dir`` is an error. One whose study
+    has no finished trial yet is an error too, unless ``untuned`` is a list: then the entry is
+    left out and (study, error) appended to it, so the rest of the suite still runs."""
     from bench.data import DATASETS
 
     wanted_methods = method_filter(suite, methods)
@@ -186,8 +189,18 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
     seed_list = [int(s) for s in (seeds or suite.seeds)]
     entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
                for spec in suite.runs if not (spec.datasets and ds.name not in spec.datasets)]
-    wanted = [run for ds, spec in entries if _selected(spec, wanted_methods)
-              for run in _entry_runs(suite, ds, spec, seed_list, results_dir)]
+    wanted = []
+    for ds, spec in entries:
+        if not _selected(spec, wanted_methods):
+            continue
+        try:
+            wanted += _entry_runs(suite, ds, spec, seed_list, results_dir)
+        except BenchError as e:
+            if not (spec.tuned and untuned is not None and results_dir is not None):
+                raise
+            untuned.append((f"{ds.name}/{spec.method}/{_run_variant(spec)[1]}", e))
+    if not wanted and untuned:
+        raise untuned[0][1]
     if not wanted:
         raise BenchError(f"suite {suite.name}: the filters leave nothing to run",
                          "check --methods / --datasets against `python -m bench ls`")
@@ -479,8 +492,12 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
               progress: bool = True, executor: str = "local", address: str | None = None) -> dict[str, int]:
     """Every planned run of the suite, in this process (``local``) or as Ray tasks (``ray``)."""
     suite = load_suite(suite_name)
-    runs = plan(suite, methods, datasets, seeds, results_dir)
-    counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
+    untuned: list[tuple[str, BenchError]] = []
+    runs = plan(suite, methods, datasets, seeds, results_dir, untuned)
+    counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0,
+              "untuned": len(untuned) * len(seeds or suite.seeds)}
+    for name, e in untuned:  # a tuned run waits for its study; the rest of the suite runs
+        log.warning("%s: not run, %s (%s)", name, e.problem, e.fix)
     if executor not in ("local", "ray"):
         raise unknown("executor", executor, ["local", "ray"])
     records.writable_dir(results_dir, "--results-dir")  # before any work: never train what cannot be kept

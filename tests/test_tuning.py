@@ -125,10 +125,15 @@ def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path, monke
 
 
 def test_a_tuned_run_without_its_study_says_to_tune_first(tmp_path):
-    suite = load_suite(_suite(tmp_path))
+    path = _suite(tmp_path)
+    suite = load_suite(path)
     with pytest.raises(BenchError) as e:
         plan(suite, results_dir=tmp_path / "results")
     assert "bench tune --suite" in e.value.fix and "ml100k/mf/bce+tuned" in e.value.problem
+    # `bench run` runs the rest of the suite and counts the tuned run as waiting for its study
+    counts = run_suite(path, results_dir=tmp_path / "results", device="cpu", progress=False)
+    assert counts["done"] == 1 and counts["untuned"] == 1
+    assert [p.name for p in (tmp_path / "results" / "tune-test").glob("*.json")] == ["ml100k__mf__bce__seed0.json"]
 
 
 def test_search_spaces_are_checked_against_the_config(tmp_path):

@@ -50,6 +50,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if distributed.is_main():
         print(f"runs: {counts['done']} done, {counts['skipped']} already recorded, "
-              f"{counts['failed']} failed, {counts['unavailable']} without data")
+              f"{counts['failed']} failed, {counts['unavailable']} without data"
+              + (f", {counts['untuned']} waiting for `bench tune`" if counts.get("untuned") else ""))
     distributed.teardown()
     return 1 if counts["failed"] else 0
