@@ -108,7 +108,7 @@ def _check_known(wanted: list[str] | None, known: Iterable[str], kind: str) -> N
             raise unknown(kind, w, known)
 
 
-def _run_variant(spec: RunSpec) -> tuple[str, str]:
+def run_variant(spec: RunSpec) -> tuple[str, str]:
     """(variant, label) of a suite entry: the variant it runs, and the label its records carry
     (``bce+tuned`` for a tuned run, ``default@budget-graphlora`` for a budget-matched one)."""
     variant = spec.variant or get_method(spec.method).default_variant
@@ -134,7 +134,7 @@ def method_filter(suite: Suite, methods: list[str] | None) -> dict[str, set[str]
         if not sep:
             out[name] = None
             continue
-        in_suite = sorted({v for spec in suite.runs if spec.method == name for v in _run_variant(spec)})
+        in_suite = sorted({v for spec in suite.runs if spec.method == name for v in run_variant(spec)})
         if variant not in in_suite:
             cls = get_method(name)
             try:
@@ -153,13 +153,13 @@ def method_filter(suite: Suite, methods: list[str] | None) -> dict[str, set[str]
     return out
 
 
-def _selected(spec: RunSpec, wanted: dict[str, set[str] | None] | None) -> bool:
+def selected(spec: RunSpec, wanted: dict[str, set[str] | None] | None) -> bool:
     if wanted is None:
         return True
     if spec.method not in wanted:
         return False
     variants = wanted[spec.method]
-    return variants is None or not variants.isdisjoint(_run_variant(spec))
+    return variants is None or not variants.isdisjoint(run_variant(spec))
 
 
 def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | None = None,
@@ -191,14 +191,14 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
                for spec in suite.runs if not (spec.datasets and ds.name not in spec.datasets)]
     wanted = []
     for ds, spec in entries:
-        if not _selected(spec, wanted_methods):
+        if not selected(spec, wanted_methods):
             continue
         try:
             wanted += _entry_runs(suite, ds, spec, seed_list, results_dir)
         except BenchError as e:
             if not (spec.tuned and untuned is not None and results_dir is not None):
                 raise
-            untuned.append((f"{ds.name}/{spec.method}/{_run_variant(spec)[1]}", e))
+            untuned.append((f"{ds.name}/{spec.method}/{run_variant(spec)[1]}", e))
     if not wanted and untuned:
         raise untuned[0][1]
     if not wanted:
@@ -211,7 +211,7 @@ def entry_config(spec: RunSpec) -> Any:
     """A suite entry's config as written: defaults < variant < the entry's overrides (for a
     tuned entry, what its search starts from)."""
     cls = get_method(spec.method)
-    variant, _ = _run_variant(spec)
+    variant, _ = run_variant(spec)
     return build_config(cls.Config, cls.variant_overrides(variant.partition("+")[0]), spec.overrides)
 
 
@@ -222,7 +222,7 @@ def _entry_runs(suite: Suite, ds: DatasetSpec, spec: RunSpec, seeds: list[int],
     cfg = entry_config(spec)
     if spec.budget is not None and not supports(cls, BudgetMatchable):
         raise BenchError(f"suite {suite.name}: {spec.method} cannot take a budget", "use budget with LLM methods only")
-    _, label = _run_variant(spec)
+    _, label = run_variant(spec)
     tuned = None
     if spec.tuned:
         from bench import tuning

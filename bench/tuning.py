@@ -40,9 +40,9 @@ def storage_path(results_dir: Path, suite: str) -> Path:
 
 def study_name(dataset: str, spec: RunSpec) -> str:
     """One study per (dataset, suite entry): ``ml1m/mf/bce+tuned``."""
-    from bench.runner import _run_variant
+    from bench.runner import run_variant
 
-    return f"{dataset}/{spec.method}/{_run_variant(spec)[1]}"
+    return f"{dataset}/{spec.method}/{run_variant(spec)[1]}"
 
 
 def search_space(suite: Suite, method: str) -> dict[str, list[Any]]:
@@ -275,7 +275,7 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
     wanted = runner.method_filter(suite, methods)
     entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
                for spec in suite.runs if spec.tuned and not (spec.datasets and ds.name not in spec.datasets)
-               and runner._selected(spec, wanted)]
+               and runner.selected(spec, wanted)]
     if not entries:
         raise BenchError(f"suite {suite.name}: nothing to tune (no `tuned: true` run is left by the filters)",
                          "mark runs `tuned: true` in the suite file, or check --methods / --datasets")

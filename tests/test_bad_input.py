@@ -266,12 +266,12 @@ def test_did_you_mean_ignores_case():
 
 
 def test_key_values_with_bad_yaml_is_one_error(tmp_path, capsys):
-    from bench.commands._args import _key_values
+    from bench.commands.args import key_values
 
     with pytest.raises(BenchError, match=r"--set 'epochs=\[1,': the value '\[1,' is not valid YAML") as info:
-        _key_values(["epochs=[1,"])
+        key_values(["epochs=[1,"])
     assert "quote" in info.value.fix
-    assert _key_values(["epochs=3", "lr=0.001", "name=x=y"]) == {"epochs": 3, "lr": 0.001, "name": "x=y"}
+    assert key_values(["epochs=3", "lr=0.001", "name=x=y"]) == {"epochs": 3, "lr": 0.001, "name": "x=y"}
     rc = main(["overhead", "--methods", "mf", "--set", "epochs=[1,", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "is not valid YAML" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._args import DEVICE_HELP, _csv, _require_positive
+from bench.commands.args import DEVICE_HELP, csv_list, require_positive
 from bench.errors import BenchError
 
 NAME = "efficiency"
@@ -19,7 +19,7 @@ def add_arguments(eff: argparse.ArgumentParser) -> None:
     eff.add_argument("--dataset", default="ml1m", help="whose prompts fill the fixed batches (ml1m: mean ~150 tokens)")
     eff.add_argument("--data-dir", default=None)
     eff.add_argument("--subset-users", type=int, default=None)
-    eff.add_argument("--methods", type=_csv, help="comma-separated subset of the LLM methods")
+    eff.add_argument("--methods", type=csv_list, help="comma-separated subset of the LLM methods")
     eff.add_argument("--batch-size", type=int, default=32)
     eff.add_argument("--eval-batch-size", type=int, default=64)
     eff.add_argument("--warmup", type=int, default=3)
@@ -35,7 +35,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.benchmarks import BENCHMARKS
     from bench.runner import resolve_device
 
-    _require_positive(args, "batch_size", "eval_batch_size", "repeats")
+    require_positive(args, "batch_size", "eval_batch_size", "repeats")
     if args.warmup < 0:
         raise BenchError("--warmup must be >= 0", "pass 0 or more")
     bench = BENCHMARKS["efficiency"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._args import DATA_DIR_HELP
+from bench.commands.args import DATA_DIR_HELP
 from bench.errors import BenchError
 
 NAME = "ls"

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench.commands._args import ADDRESS_HELP, DATA_DIR_HELP, DEVICE_HELP, SUITE_HELP, _check_installed, _csv, _ints
+from bench.commands.args import ADDRESS_HELP, DATA_DIR_HELP, DEVICE_HELP, SUITE_HELP, check_suite_installed, csv_list, seed_list
 from bench.errors import BenchError
 
 NAME = "run"
@@ -15,10 +15,10 @@ DESCRIPTION = None
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--suite", required=True, help=SUITE_HELP)
-    run.add_argument("--methods", type=_csv,
+    run.add_argument("--methods", type=csv_list,
                      help="comma-separated subset of the suite's methods; METHOD:VARIANT picks one variant, a bare "
                           "METHOD all its variants in the suite (e.g. mf:bce,graphlora); the CF runs they need run too")
-    run.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
+    run.add_argument("--datasets", type=csv_list, help="comma-separated subset of the suite's datasets")
     run.add_argument("--seeds", help="comma-separated seeds, ints from 0 to 2**32-1 (default: the suite's)")
     run.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     run.add_argument("--results-dir", default="results", type=Path,
@@ -35,13 +35,13 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from bench.runner import check_device_name, run_suite
 
-    seeds = _ints(args.seeds) if args.seeds is not None else None
+    seeds = seed_list(args.seeds) if args.seeds is not None else None
     for flag, given in (("--methods", args.methods), ("--datasets", args.datasets)):
         if given == []:  # an empty filter would silently mean "all of them"
             raise BenchError(f"{flag} names nothing",
                              f"give comma-separated names, or leave {flag} out for all of the suite's")
     check_device_name(args.device)  # the name here (any executor); a local run checks CUDA too
-    _check_installed(args.suite, args.methods, args.datasets)
+    check_suite_installed(args.suite, args.methods, args.datasets)
     counts = run_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
                        methods=args.methods, datasets=args.datasets, seeds=seeds,
                        force=args.force, device=args.device, executor=args.executor, address=args.address,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._args import DATA_DIR_HELP, DEVICE_HELP
+from bench.commands.args import DATA_DIR_HELP, DEVICE_HELP
 
 NAME = "score"
 HELP = "score rows (a CSV) with a finished LLM run's saved trained state, no training"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._args import DEVICE_HELP, _csv, _require_positive
+from bench.commands.args import DEVICE_HELP, csv_list, require_positive
 from bench.errors import BenchError
 
 NAME = "scoring-speed"
@@ -22,7 +22,7 @@ def add_arguments(spd: argparse.ArgumentParser) -> None:
     spd.add_argument("--harness-batch", type=int, default=64)
     spd.add_argument("--prompt", default="id", choices=["id", "text"],
                      help="id: the CoLLM/BinLLM/GraphLoRA prompt (ML-1M mean ~188 tokens); text: TALLRec's")
-    spd.add_argument("--dtypes", type=_csv, default=["auto"],
+    spd.add_argument("--dtypes", type=csv_list, default=["auto"],
                      help="harness precisions, comma-separated: auto (the plain loop's: fp32 on CPU, bf16 on "
                           "CUDA), float32, bfloat16 (on CPU: faster, scores not exact)")
     spd.add_argument("--out", default=Path("results/benchmarks"), type=Path)
@@ -32,7 +32,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.benchmarks import BENCHMARKS
     from bench.runner import resolve_device
 
-    _require_positive(args, "rows", "plain_batch", "harness_batch")
+    require_positive(args, "rows", "plain_batch", "harness_batch")
     from bench.llm.backbone import DTYPES
 
     for name in args.dtypes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands._args import ADDRESS_HELP, DATA_DIR_HELP, DEVICE_HELP, SUITE_HELP, _check_installed, _csv, \
-    _require_positive
+from bench.commands.args import ADDRESS_HELP, DATA_DIR_HELP, DEVICE_HELP, SUITE_HELP, check_suite_installed, csv_list, \
+    require_positive
 
 NAME = "tune"
 HELP = "search a suite's `tuned: true` runs on valid AUC (Optuna; resumable)"
@@ -18,8 +18,8 @@ DESCRIPTION = ("Each `tuned: true` run of the suite gets the suite's budget of t
 
 def add_arguments(tune: argparse.ArgumentParser) -> None:
     tune.add_argument("--suite", required=True, help=SUITE_HELP)
-    tune.add_argument("--methods", type=_csv, help="comma-separated subset of the suite's tuned methods (METHOD:VARIANT too)")
-    tune.add_argument("--datasets", type=_csv, help="comma-separated subset of the suite's datasets")
+    tune.add_argument("--methods", type=csv_list, help="comma-separated subset of the suite's tuned methods (METHOD:VARIANT too)")
+    tune.add_argument("--datasets", type=csv_list, help="comma-separated subset of the suite's datasets")
     tune.add_argument("--trials", type=int, default=None, help="trials per tuned run (default: the suite's tuning.trials)")
     tune.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     tune.add_argument("--results-dir", default="results", type=Path,
@@ -37,10 +37,10 @@ def execute(args: argparse.Namespace) -> int:
     from bench.tuning import tune_suite
 
     if args.trials is not None:
-        _require_positive(args, "trials")
+        require_positive(args, "trials")
     check_device_name(args.device)
-    _check_installed(args.suite, args.methods, args.datasets)
-    _require_positive(args, "workers")
+    check_suite_installed(args.suite, args.methods, args.datasets)
+    require_positive(args, "workers")
     studies = tune_suite(args.suite, results_dir=args.results_dir, data_dir=args.data_dir,
                          methods=args.methods, datasets=args.datasets, trials=args.trials, device=args.device,
                          executor=args.executor, workers=args.workers, address=args.address)

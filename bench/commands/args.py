@@ -11,15 +11,15 @@ DEVICE_HELP = "auto | cpu | cuda | cuda:N"
 ADDRESS_HELP = "Ray cluster address (with --executor ray; default: a local instance)"
 
 
-def _csv(value: str) -> list[str]:
+def csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _ints(value: str, flag: str = "--seeds") -> list[int]:
+def seed_list(value: str, flag: str = "--seeds") -> list[int]:
     """Comma-separated seeds, each in numpy's seed range; anything else is a BenchError."""
     max_seed = 2**32 - 1
     fix = f"e.g. {flag} 0,1,2 (or leave {flag} out for the suite's seeds)"
-    items = _csv(value)
+    items = csv_list(value)
     if not items:
         raise BenchError(f"{flag} {value!r} names no seeds", fix)
     seeds = []
@@ -34,13 +34,13 @@ def _ints(value: str, flag: str = "--seeds") -> list[int]:
     return seeds
 
 
-def _require_positive(args: argparse.Namespace, *names: str) -> None:
+def require_positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         if getattr(args, name) <= 0:
             raise BenchError(f"--{name.replace('_', '-')} must be > 0", "pass a positive int")
 
 
-def _key_values(items: list[str]) -> dict[str, object]:
+def key_values(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` pairs, values read as YAML scalars (10 -> int, 1e-3 -> float)."""
     import yaml
 
@@ -59,7 +59,7 @@ def _key_values(items: list[str]) -> dict[str, object]:
     return out
 
 
-def _check_installed(suite_name: str, methods: list[str] | None, datasets: list[str] | None) -> None:
+def check_suite_installed(suite_name: str, methods: list[str] | None, datasets: list[str] | None) -> None:
     """Stop before any work when a method the run would start needs a package that is missing
     (e.g. torch on a core-only install), naming the extra to install."""
     from bench.registry import check_installed, method_table
