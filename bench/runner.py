@@ -494,8 +494,9 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
     suite = load_suite(suite_name)
     untuned: list[tuple[str, BenchError]] = []
     runs = plan(suite, methods, datasets, seeds, results_dir, untuned)
-    counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0,
-              "untuned": len(untuned) * len(seeds or suite.seeds)}
+    counts = {"done": 0, "skipped": 0, "failed": 0, "unavailable": 0}
+    if untuned:  # tuned runs whose studies are not finished: they wait for `bench tune`
+        counts["untuned"] = len(untuned) * len(seeds or suite.seeds)
     for name, e in untuned:  # a tuned run waits for its study; the rest of the suite runs
         log.warning("%s: not run, %s (%s)", name, e.problem, e.fix)
     if executor not in ("local", "ray"):
