@@ -26,7 +26,7 @@ def run_on_ray(runs: list, counts: dict[str, int], *, results_dir: Path, data_di
                device: str, address: str | None) -> dict[str, int]:
     import ray
 
-    from bench.runner import _load_splits, planned_dependencies
+    from bench.runner import load_splits, planned_dependencies
 
     if not ray.is_initialized():
         if address:
@@ -34,7 +34,7 @@ def run_on_ray(runs: list, counts: dict[str, int], *, results_dir: Path, data_di
         else:  # a local instance on this machine
             ray.init(include_dashboard=False, log_to_driver=True)
     gpus = ray.cluster_resources().get("GPU", 0)
-    splits = _load_splits(runs, data_dir)
+    splits = load_splits((run.dataset for run in runs), data_dir)
     refs = {name: ray.put(split) for name, split in splits.items() if split is not None}
     remote = ray.remote(_task)
     pending = []

@@ -198,7 +198,9 @@ def plan(suite: Suite, methods: list[str] | None = None, datasets: list[str] | N
         except BenchError as e:
             if not (spec.tuned and untuned is not None and results_dir is not None):
                 raise
-            untuned.append((f"{ds.name}/{spec.method}/{run_variant(spec)[1]}", e))
+            from bench.tuning import study_name
+
+            untuned.append((study_name(ds.name, spec), e))
     if not wanted and untuned:
         raise untuned[0][1]
     if not wanted:
@@ -470,10 +472,11 @@ def dataset_steps(ds: DatasetSpec) -> list[dict[str, Any]]:
                            ds.max_eval_rows)
 
 
-def _load_splits(runs: list[PlannedRun], data_dir: str | None) -> dict[str, Split | None]:
+def load_splits(datasets: Iterable[DatasetSpec], data_dir: str | None) -> dict[str, Split | None]:
+    """Each distinct dataset's split, loaded once; an optional one whose files are absent maps
+    to None (with a warning), any other loading error is raised."""
     splits: dict[str, Split | None] = {}
-    for run in runs:
-        ds = run.dataset
+    for ds in datasets:
         if ds.name in splits:
             continue
         try:
@@ -514,7 +517,7 @@ def run_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = None
     progress = progress and distributed.is_main() and sys.stderr.isatty()
     if not distributed.is_main():  # one rank reports; the others only warn
         log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
-    splits = _load_splits(runs, data_dir)
+    splits = load_splits((run.dataset for run in runs), data_dir)
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -267,8 +267,6 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
     ``executor="ray"``: ``workers`` Ray tasks per study run its trials in parallel, sharing the
     study through its storage (each trial on one CPU, or one GPU where the method wants one)."""
     from bench import records, runner, workdirs
-    from bench.data import load_split
-
     from bench.suites import load_suite
 
     suite = load_suite(suite_name)
@@ -290,16 +288,8 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
     if workers < 1:
         raise BenchError(f"--workers {workers}: a tune needs at least one worker", "e.g. --workers 2")
     device = device if executor == "ray" else runner.resolve_device(device)
-    out, splits = [], {}
+    out, splits = [], runner.load_splits((ds for ds, _ in entries), data_dir)
     for ds, spec in entries:
-        if ds.name not in splits:
-            try:
-                splits[ds.name] = load_split(ds.source, data_dir, steps=runner.dataset_steps(ds))
-            except BenchError as e:
-                if not ds.optional:
-                    raise
-                log.warning("skipping optional dataset %s: %s", ds.name, e.problem)
-                splits[ds.name] = None
         if splits[ds.name] is None:
             continue
         if executor == "ray":
