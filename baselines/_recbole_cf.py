@@ -182,7 +182,8 @@ class RecBoleCF(Method):
             self.fit_info = {"best_epoch": int(ckpt.get("epoch", -1)),
                              "best_valid_auc_recbole": float(best_valid or float("nan")),
                              "protocol": self.config.protocol, "curve": curve}
-        self._save_embeddings(split)
+        if self.ctx.export_artifacts:
+            self._save_embeddings(split)
         return self.fit_info
 
     def _after_eval(self, split: Split, curve: list[dict[str, float]], epoch: int, valid_auc: float) -> None:

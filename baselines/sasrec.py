@@ -5,7 +5,8 @@ Settings of CoLLM's SASRec baselines (PROTOCOLS-BASELINES.md part 2 section 3.2)
 defaults): ``baseline_train_sasrec.py``'s recorded best and saved version, the checkpoint CoLLM
 loads (``0920sasrec_ml_1m_best_model_d64lr-0.01wd0.01len25.pth``): lr 1e-2, weight decay 1e-2,
 d 64, max length 25, batch 2048, patience 100; its point-wise feed-forward is two d -> d
-convolutions, so ``inner_size`` is 64 (= d; RecBole's default is 256). Amazon-Book
+convolutions, so ``inner_size`` follows d (None: = ``embedding_size``; RecBole's default is
+256), at every d the tuner tries and for CoRA's 256-d SASRec. Amazon-Book
 (``per_dataset``): ``baseline_train_sasrec_amazon.py``'s saved version: lr 1e-3, weight decay
 1e-3, max length 20, batch 10240, patience 100. The ``recbole`` variant keeps recbench's earlier
 settings (lr 1e-3, weight decay 1e-4, inner size 256, patience 20) everywhere.
@@ -17,7 +18,7 @@ from typing import Any
 
 from baselines._recbole_cf import CFConfig
 from baselines.lightgcn import PerDatasetCF
-from bench.config import check_per_dataset, on_dataset
+from bench.config import check_per_dataset, on_dataset, require
 
 AMAZON_BOOK = {"learning_rate": 1e-3, "weight_decay": 1e-3, "max_seq_length": 20, "train_batch_size": 10240,
                "stopping_step": 100}
@@ -31,7 +32,7 @@ class SASRecConfig(CFConfig):
     stopping_step: int = 100
     n_layers: int = 2
     n_heads: int = 1
-    inner_size: int = 64  # feed-forward width (CoLLM's: d -> d)
+    inner_size: int | None = None  # feed-forward width; None: d (CoLLM's d -> d convolutions)
     dropout: float = 0.2  # hidden and attention dropout
     max_seq_length: int = 25
     # source dataset -> this config's fields on it (the published per-dataset settings)
@@ -40,6 +41,8 @@ class SASRecConfig(CFConfig):
 
     def validate(self) -> None:
         super().validate()
+        require(self.inner_size is None or self.inner_size > 0, "SASRecConfig", "inner_size must be > 0",
+                "leave it out (the feed-forward is then d wide, as CoLLM's) or give a positive int")
         check_per_dataset(self)
 
     def on_dataset(self, dataset: str) -> "SASRecConfig":
@@ -47,7 +50,7 @@ class SASRecConfig(CFConfig):
 
     def model_params(self) -> dict[str, Any]:
         return {"hidden_size": self.embedding_size, "n_layers": self.n_layers, "n_heads": self.n_heads,
-                "inner_size": self.inner_size, "hidden_dropout_prob": self.dropout,
+                "inner_size": self.inner_size or self.embedding_size, "hidden_dropout_prob": self.dropout,
                 "attn_dropout_prob": self.dropout, "MAX_ITEM_LIST_LENGTH": self.max_seq_length,
                 "loss_type": "CE"}
 

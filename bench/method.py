@@ -44,6 +44,9 @@ class RunContext:
     # method's own unit (epochs, optimiser steps). It may raise to stop the fit: the tuner's
     # pruner stops a hopeless trial this way (``bench.tuning``). None: nobody listens.
     on_eval: Callable[[int, float], None] | None = None
+    # False in a tuning trial: what only later runs read (a CF model's exported embeddings) is
+    # not written, as nothing reads a trial's artifacts (SASRec's per-row export costs 20 s at d = 256)
+    export_artifacts: bool = True
     log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("bench"))
 
 

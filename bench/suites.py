@@ -114,12 +114,22 @@ class _Timing(StrictModel):
         5, "an int >= 0", "e.g. timing: {warmup: 2, repeats: 5} (repeats: 0 turns step timing off)", ge=0)
 
 
+class _TuningOverride(StrictModel):
+    pruner: Literal["median", "halving", "none"] | None = schema_field(
+        None, "one of median, halving, none", "e.g. tuning: {methods: {sasrec: {pruner: halving}}}")
+    warmup_evals: int | None = schema_field(None, "an int >= 0", "e.g. tuning: {methods: {sasrec: {warmup_evals: 1}}}",
+                                            ge=0)
+    startup_trials: int | None = schema_field(None, "an int >= 0",
+                                              "e.g. tuning: {methods: {sasrec: {startup_trials: 0}}}", ge=0)
+
+
 class _Tuning(StrictModel):
     trials: int = schema_field(20, "a positive int", "e.g. tuning: {trials: 20} (every tuned run gets this many)",
                                gt=0)
     sampler: Literal["tpe", "grid", "random"] = schema_field("tpe", "one of tpe, grid, random",
                                                              "e.g. tuning: {sampler: tpe}")
-    pruner: Literal["median", "none"] = schema_field("median", "median or none", "e.g. tuning: {pruner: median}")
+    pruner: Literal["median", "halving", "none"] = schema_field(
+        "median", "one of median, halving, none", "e.g. tuning: {pruner: median}")
     # evaluations a trial always gets before the pruner may stop it, and trials before it prunes at all
     warmup_evals: int = schema_field(5, "an int >= 0", "e.g. tuning: {warmup_evals: 5}", ge=0)
     startup_trials: int = schema_field(5, "an int >= 0", "e.g. tuning: {startup_trials: 5}", ge=0)
@@ -128,6 +138,11 @@ class _Tuning(StrictModel):
         {}, "a mapping of method name to {config key: [values]}",
         "e.g. tuning: {spaces: {ngcf: {node_dropout: [0.0, 0.1]}}} (replaces or adds those keys of the method's "
         "declared search space)")
+    # a method whose trials cost far more than the others' (SASRec at d = 256) may stop hopeless
+    # ones sooner; the budget (trials) and the sampler stay the suite's, so the comparison stays fair
+    methods: dict[str, _TuningOverride] = schema_field(
+        {}, "a mapping of method name to {pruner, warmup_evals, startup_trials}",
+        "e.g. tuning: {methods: {sasrec: {pruner: halving, warmup_evals: 1}}}")
 
 
 class _SuiteFile(StrictModel):
@@ -248,6 +263,12 @@ class TuningSpec:
     startup_trials: int = 5
     seed: int = 0
     spaces: dict[str, dict[str, list[Any]]] = dataclasses.field(default_factory=dict)
+    # method -> its own pruner settings (pruner, warmup_evals, startup_trials); never the budget
+    methods: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def for_method(self, method: str) -> "TuningSpec":
+        """The settings a method's studies use: the suite's, with its ``methods`` entry over them."""
+        return dataclasses.replace(self, **self.methods.get(method, {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +324,13 @@ def load_suite(name_or_path: str) -> Suite:
                             r.tuned) for variant, overrides in expanded)
     timing = spec.timing or _Timing()
     tuning = spec.tuning or _Tuning()
-    tuning_spec = TuningSpec(**{**tuning.model_dump(), "seed": spec.seeds[0] if tuning.seed is None else tuning.seed})
+    for method in tuning.methods:
+        from bench.registry import get_method
+
+        get_method(method)  # an unknown name is one clear error, not a silently ignored entry
+    tuning_spec = TuningSpec(**{**tuning.model_dump(exclude={"methods"}),
+                                "seed": spec.seeds[0] if tuning.seed is None else tuning.seed,
+                                "methods": {m: o.model_dump(exclude_none=True) for m, o in tuning.methods.items()}})
     name, origin = identify(path, spec.name)
     return Suite(name, spec.description or "", tuple(spec.seeds), datasets, tuple(runs),
                  (timing.warmup, timing.repeats), origin, tuning_spec)

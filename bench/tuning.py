@@ -25,7 +25,7 @@ from typing import Any
 from bench.config import build_config, config_dict
 from bench.errors import BenchError
 from bench.registry import get_method
-from bench.suites import RunSpec, Suite
+from bench.suites import RunSpec, Suite, TuningSpec
 
 log = logging.getLogger("bench")
 
@@ -114,11 +114,14 @@ def _sampler(kind: str, space: dict[str, list[Any]], seed: int):
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _pruner(suite: Suite):
+def _pruner(t: TuningSpec):
     optuna = _optuna()
-    t = suite.tuning
     if t.pruner == "none":
         return optuna.pruners.NopPruner()
+    if t.pruner == "halving":
+        # asynchronous successive halving: at evaluations warmup_evals * 3**k a trial goes on
+        # only if it is in the top third of the trials that reached that evaluation
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, t.warmup_evals), reduction_factor=3)
     # a trial below the median of earlier trials at the same evaluation stops there
     return optuna.pruners.MedianPruner(n_startup_trials=t.startup_trials, n_warmup_steps=t.warmup_evals)
 
@@ -135,7 +138,7 @@ def open_study(results_dir: Path, suite: Suite, dataset: str, spec: RunSpec, cre
     space = search_space(suite, spec.method)
     return optuna.create_study(study_name=name, storage=_storage(path), direction="maximize", load_if_exists=True,
                                sampler=_sampler(suite.tuning.sampler, space, suite.tuning.seed),
-                               pruner=_pruner(suite))
+                               pruner=_pruner(suite.tuning.for_method(spec.method)))
 
 
 def _spent(study) -> int:  # noqa: ANN001
@@ -168,7 +171,7 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
             ctx = RunContext(dataset=dataset, seed=suite.tuning.seed, device=device, work_dir=work,
                              artifact_dir=work / "artifacts", split_fingerprint=split.fingerprint,
                              run_name=f"{study_name(dataset, spec)}#{trial.number}", progress=progress,
-                             on_eval=on_eval)
+                             on_eval=on_eval, export_artifacts=False)
             method = cls(config, ctx)
             try:
                 info = method.fit(seen) or {}
@@ -230,7 +233,8 @@ def summary(study, suite: Suite, spec: RunSpec) -> dict[str, Any]:  # noqa: ANN0
     return {
         "study": study.study_name,
         "storage": f"tuning/{suite.name}.db",
-        "sampler": suite.tuning.sampler, "pruner": suite.tuning.pruner, "seed": suite.tuning.seed,
+        "sampler": suite.tuning.sampler, "pruner": suite.tuning.for_method(spec.method).pruner,
+        "seed": suite.tuning.seed,
         "budget": int(study.user_attrs.get("budget", suite.tuning.trials)),
         "space": search_space(suite, spec.method),
         "complete": len(complete),

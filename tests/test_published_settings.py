@@ -1,5 +1,6 @@
 """Published settings (issue 16): per-dataset CF / CoLLM learning rates and sizes, the original
 TALLRec recipe (instruction prompt, causal-LM loss, Yes/No softmax), Table 7's TALLRec row."""
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ def test_sasrec_published_settings_per_dataset():
     c = config("sasrec", "bce")
     ml = c.on_dataset("ml1m")
     assert (ml.learning_rate, ml.weight_decay, ml.inner_size, ml.embedding_size, ml.max_seq_length,
-            ml.train_batch_size, ml.stopping_step, ml.n_heads) == (1e-2, 1e-2, 64, 64, 25, 2048, 100, 1)
+            ml.train_batch_size, ml.stopping_step, ml.n_heads) == (1e-2, 1e-2, None, 64, 25, 2048, 100, 1)
     assert ml.model_params()["inner_size"] == ml.embedding_size  # CoLLM's feed-forward is d -> d
+    wide = dataclasses.replace(ml, embedding_size=256)  # the tuner's d = 256, CoRA's SASRec
+    assert wide.model_params()["inner_size"] == 256
     book = c.on_dataset("amazon-book")
     assert (book.learning_rate, book.weight_decay, book.max_seq_length, book.train_batch_size) == (1e-3, 1e-3, 20, 10240)
     native = config("sasrec", "recbole")

@@ -208,3 +208,29 @@ def test_parallel_tuners_on_ray_share_one_study(tmp_path):
     run_suite(path, results_dir=results, device="cpu", progress=False, methods=["mf:bce+tuned"])
     rec = json.loads((results / "tune-test" / "ml100k__mf__bce+tuned__seed0.json").read_text())
     assert rec["metrics"]["valid"]["auc"] == pytest.approx(info["best_valid_auc"], abs=1e-12)
+
+
+def test_a_method_may_prune_harder_but_keeps_the_suites_budget(tmp_path, monkeypatch):
+    """``tuning.methods`` gives one method its own pruner (SASRec's d = 256 trials cost 15x the
+    others'); its budget and sampler stay the suite's. A trial exports no artifacts (nothing reads them)."""
+    import optuna
+
+    from baselines.mf import MF
+
+    path = _suite(tmp_path, trials=2)
+    text = Path(path).read_text().replace("pruner: none,", "pruner: none, methods: {mf: {pruner: halving, warmup_evals: 1}},")
+    Path(path).write_text(text)
+    suite = load_suite(path)
+    assert suite.tuning.for_method("mf").pruner == "halving" and suite.tuning.for_method("mf").trials == 2
+    assert suite.tuning.for_method("lightgcn").pruner == "none"
+    assert isinstance(tuning._pruner(suite.tuning.for_method("mf")), optuna.pruners.SuccessiveHalvingPruner)
+
+    exported: list[bool] = []
+    fit = MF.fit
+    monkeypatch.setattr(MF, "fit", lambda m, split: exported.append(m.ctx.export_artifacts) or fit(m, split))
+    (info,) = tuning.tune_suite(path, results_dir=tmp_path / "results", device="cpu")
+    assert info["pruner"] == "halving" and info["budget"] == 2 and exported == [False, False]
+
+    Path(path).write_text(text.replace("methods: {mf:", "methods: {nope:"))
+    with pytest.raises(BenchError, match="nope"):
+        load_suite(path)
