@@ -145,6 +145,22 @@ def _spent(study) -> int:  # noqa: ANN001
     return sum(t.state.name in _SPENT for t in study.get_trials(deepcopy=False))
 
 
+class Repeat(Exception):
+    """A trial whose configuration an earlier (or running) trial of the study already has."""
+
+
+MAX_REPEATS = 50  # repeated draws in a row after which a tuner takes the space as exhausted
+
+
+def _twin(trial, params: dict[str, Any]) -> int | None:  # noqa: ANN001
+    """The number of another trial of the study with these values that finished, was pruned or
+    is running; None when there is none."""
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number != trial.number and t.state.name in (*_SPENT, "RUNNING") and t.params == params:
+            return t.number
+    return None
+
+
 def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any, device: str, progress: bool):
     from bench import workdirs
     from bench.method import RunContext
@@ -155,8 +171,23 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
     space = search_space(suite, spec.method)
     seen = trial_split(split)
 
+    repeats = [0]
+
     def objective(trial) -> float:  # noqa: ANN001
         params = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
+        twin = _twin(trial, params)
+        if twin is not None:
+            # A configuration already tried (or running in a parallel tuner, whose seeded sampler
+            # drew the same) is not trained again: the trial fails, which spends no budget and
+            # which the sampler ignores. A space that has run dry stops the search.
+            trial.set_user_attr("repeat_of", twin)
+            repeats[0] += 1
+            if repeats[0] >= MAX_REPEATS:
+                log.warning("%s: %d repeated configurations in a row; the space looks exhausted", trial.study.study_name,
+                            repeats[0])
+                trial.study.stop()
+            raise Repeat(f"trial {trial.number} repeats trial {twin}")
+        repeats[0] = 0
         config = with_params(base, params)
 
         def on_eval(step: int, value: float) -> None:
@@ -215,7 +246,8 @@ def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_di
         # running trials count too, so parallel tuners on one study stop at the budget together
         states = tuple(optuna.trial.TrialState[s] for s in (*_SPENT, "RUNNING"))
         stop = optuna.study.MaxTrialsCallback(budget, states=states)
-        study.optimize(objective, n_trials=left, callbacks=[stop], gc_after_trial=True)
+        # no n_trials: repeats spend nothing, so the budget callback (or an exhausted space) stops it
+        study.optimize(objective, callbacks=[stop], gc_after_trial=True, catch=(Repeat,))
     else:
         log.info("%s: its %d trials are done", name, budget)
     return summary(study, suite, spec)

@@ -234,3 +234,19 @@ def test_a_method_may_prune_harder_but_keeps_the_suites_budget(tmp_path, monkeyp
     Path(path).write_text(text.replace("methods: {mf:", "methods: {nope:"))
     with pytest.raises(BenchError, match="nope"):
         load_suite(path)
+
+
+def test_a_repeated_configuration_is_not_trained_again_nor_spends_budget(tmp_path, monkeypatch):
+    """TPE redraws configurations in a small space (and two parallel tuners' seeded samplers draw
+    the same first ones): a repeat fails without training, spends nothing, and an exhausted space
+    stops the search instead of looping."""
+    path = _suite(tmp_path, trials=3, space="{embedding_size: [8, 16], learning_rate: [1.0e-2], weight_decay: [0.0]}")
+    Path(path).write_text(Path(path).read_text().replace("sampler: grid", "sampler: tpe"))
+    monkeypatch.setattr(tuning, "MAX_REPEATS", 5)
+    spy = _Spy(monkeypatch)
+    (info,) = tuning.tune_suite(path, results_dir=tmp_path / "results", device="cpu")
+    assert len(spy.fits) == 2 and {c.embedding_size for _, c in spy.fits} == {8, 16}  # each config once
+    assert info["complete"] == 2 and len(info["trials"]) == 2  # repeats are not listed as spent trials
+    study = tuning.open_study(tmp_path / "results", load_suite(path), "ml100k", load_suite(path).runs[1], create=False)
+    repeats = [t for t in study.get_trials() if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 5 and all(t.state.name == "FAIL" for t in repeats)
