@@ -140,6 +140,8 @@ class RunRecord(_Model):
     fit: dict[str, Any] | None = None
     metrics: dict[str, dict[str, Number | None]] = {}  # part -> metric -> value (None: undefined)
     per_user_auc: dict[str, dict[str, Number | None]] = {}  # part -> user -> AUC (paired bootstraps)
+    # each test row's user, label, not_cold and score, when the suite keeps them (keep_test_scores)
+    test_scores: dict[str, list[StrictStr | Number]] | None = None
     params: dict[str, StrictInt] = {}
     timing: dict[str, Number | dict[str, Number]] = {}
     artifacts: dict[str, StrictStr] = {}

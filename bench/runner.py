@@ -377,7 +377,7 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
         # backbone loading and CF embeddings are set-up, not training: recorded apart, excluded
         setup = {k: float(v) for k, v in ((fit_info or {}).get("setup_s") or {}).items()}
         train_s = max(fit_s - sum(setup.values()), 0.0)
-        metrics, infer, per_user = {}, {}, {}
+        metrics, infer, per_user, kept_scores = {}, {}, {}, None
         for part in ("valid", "test"):
             rows = getattr(split, part)
             t0 = time.perf_counter()
@@ -388,6 +388,8 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
                 if part == "test":  # test only: what the report's paired user bootstrap reads
                     per_user[part] = {u: round(v, 6) for u, v in
                                       per_user_auc(rows["user"].to_numpy(), rows["label"].to_numpy(), scores).items()}
+                    if run.dataset.keep_test_scores:
+                        kept_scores = test_scores(rows, scores)
             except ValueError as e:
                 raise BenchError(f"{key.stem}: {part} scores are unusable ({e})",
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
@@ -407,6 +409,7 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
             timing.update(method.step_timings(split.train, warmup, repeats) or {})
         rec = {**base, "status": "ok", "fit": fit_info, "metrics": metrics,
                "per_user_auc": per_user,  # for paired bootstraps over users in the report
+               "test_scores": kept_scores,
                "params": method.param_counts(),
                "timing": timing,
                "artifacts": kept, "finished": records.now()}
@@ -461,6 +464,13 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
         return "done"
 
 
+def test_scores(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, list]:
+    """Each test row's user, label, warm flag (``not_cold``) and score, in row order: what the
+    claims table's bootstraps over users resample (every method of a suite scores the same rows)."""
+    return {"user": [str(u) for u in rows["user"]], "label": [int(v) for v in rows["label"]],
+            "not_cold": [int(v) for v in rows["not_cold"]], "score": [round(float(v), 6) for v in scores]}
+
+
 def _metric(value: float | None) -> str:
     """A metric for a log line: 4 decimals, or n/a where it is undefined (None / NaN)."""
     return "n/a" if value is None or value != value else f"{value:.4f}"
@@ -469,7 +479,7 @@ def _metric(value: float | None) -> str:
 def dataset_steps(ds: DatasetSpec) -> list[dict[str, Any]]:
     """The suite dataset's transforms, in the order they are applied (and recorded)."""
     return transform_steps(ds.subset_users, ds.subset_seed, ds.top_items, ds.few_shot, ds.few_shot_seed,
-                           ds.max_eval_rows)
+                           ds.max_eval_rows, ds.eval_by_users)
 
 
 def load_splits(datasets: Iterable[DatasetSpec], data_dir: str | None) -> dict[str, Split | None]:

@@ -57,6 +57,11 @@ def _positive(key: str, example: Any) -> Any:
     return schema_field(None, "a positive int", f"e.g. {key}: {example}, or leave it out")
 
 
+class _EvalByUsers(StrictModel):
+    valid: Positive = _positive("eval_by_users.valid", 240)
+    test: Positive = _positive("eval_by_users.test", 1000)
+
+
 class _DatasetOptions(StrictModel):
     dataset: str | None = schema_field(None, "a registered dataset name (a string)",
                                        "e.g. dataset: ml100k (see `python -m bench ls`)")
@@ -72,6 +77,11 @@ class _DatasetOptions(StrictModel):
     few_shot: Positive | None = _positive("few_shot", "16 (TALLRec: 16, 64, 256)")
     few_shot_seed: Seed = schema_field(0, SEED_TEXT, "e.g. few_shot_seed: 0")
     top_items: Positive | None = _positive("top_items", 100)
+    eval_by_users: _EvalByUsers | None = schema_field(
+        None, "a mapping {valid: rows, test: rows}",
+        "e.g. eval_by_users: {valid: 240, test: 1000} (whole users, seeded by subset_seed)")
+    keep_test_scores: bool = schema_field(
+        False, "true or false", "keep_test_scores: true (records carry every test row's score, for the claims table)")
 
 
 class _Run(StrictModel):
@@ -236,6 +246,10 @@ class DatasetSpec:
     few_shot: int | None = None  # seeded sample of this many train rows (TALLRec's few-shot protocol)
     few_shot_seed: int = 0
     top_items: int | None = None  # only rows of the N most-rated train items (a dense subset)
+    # seeded samples of whole users holding at least (valid, test) rows: per-user metrics stay whole
+    eval_by_users: tuple[int, int] | None = None
+    # records carry each test row's user, label, warm flag and score (the claims' paired bootstraps)
+    keep_test_scores: bool = False
 
     @property
     def source(self) -> str:
@@ -303,8 +317,7 @@ def load_suite(name_or_path: str) -> Suite:
         spec = _SuiteFile.model_validate(raw)
     except ValidationError as e:
         raise schema_error(e, _SuiteFile, raw, where, FORMAT_FIX) from None
-    datasets = tuple(DatasetSpec(name, **(opts or _DatasetOptions()).model_dump(exclude={"declare"}))
-                     for name, opts in (spec.datasets or {}).items())
+    datasets = tuple(_dataset_spec(name, opts or _DatasetOptions(), where) for name, opts in (spec.datasets or {}).items())
     if not datasets:
         raise BenchError(f"{where} names no datasets", "add a `datasets:` mapping")
     _declare(spec, path, where)
@@ -334,6 +347,15 @@ def load_suite(name_or_path: str) -> Suite:
     name, origin = identify(path, spec.name)
     return Suite(name, spec.description or "", tuple(spec.seeds), datasets, tuple(runs),
                  (timing.warmup, timing.repeats), origin, tuning_spec)
+
+
+def _dataset_spec(name: str, opts: _DatasetOptions, where: str) -> DatasetSpec:
+    if opts.eval_by_users is not None and opts.max_eval_rows is not None:
+        raise BenchError(f"{where}: datasets.{name} gives both max_eval_rows and eval_by_users",
+                         "keep one: max_eval_rows samples rows, eval_by_users whole users")
+    fields = opts.model_dump(exclude={"declare", "eval_by_users"})
+    by_users = (opts.eval_by_users.valid, opts.eval_by_users.test) if opts.eval_by_users else None
+    return DatasetSpec(name, **fields, eval_by_users=by_users)
 
 
 def _declare(spec: _SuiteFile, path: Path, where: str) -> None:

@@ -211,6 +211,33 @@ def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
                  n_users=split.n_users, n_items=split.n_items, domain=split.domain, notes=split.notes)
 
 
+def _whole_users(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """Every row of users drawn in a seeded order until they hold at least ``n`` rows."""
+    if len(df) <= n:
+        return df
+    counts = df.groupby("user").size()
+    order = np.random.default_rng(seed).permutation(counts.index.to_numpy())
+    reached = int(np.searchsorted(counts.loc[order].cumsum().to_numpy(), n)) + 1
+    keep = set(order[:reached].tolist())
+    return df[df["user"].isin(keep)].reset_index(drop=True)
+
+
+def eval_by_users(split: Split, valid: int, test: int, seed: int = 0) -> Split:
+    """Seeded samples of whole users from valid and from test, each holding at least ``valid`` /
+    ``test`` rows; valid_small keeps its rows of the sampled valid users; train is kept. Unlike
+    ``cap_eval_rows``, a sampled user keeps every row, so per-user AUC (UAUC) and paired
+    bootstraps over users see users with both classes."""
+    if valid <= 0 or test <= 0:
+        raise BenchError(f"eval_by_users needs positive row counts, got valid {valid} and test {test}",
+                         "e.g. eval_by_users: {valid: 240, test: 1000}")
+    valid_df = _whole_users(split.valid, valid, seed)
+    key = ["user", "item", "timestamp"]
+    kept = split.valid_small.merge(valid_df[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
+    return Split(dataset=split.dataset, train=split.train, valid=valid_df, valid_small=kept.reset_index(drop=True),
+                 test=_whole_users(split.test, test, seed), n_users=split.n_users, n_items=split.n_items,
+                 domain=split.domain, notes=split.notes)
+
+
 def few_shot(split: Split, n: int, seed: int = 0) -> Split:
     """A split whose train is TALLRec's seeded n-row few-shot sample (any dataset); valid /
     valid_small / test unchanged.
@@ -236,19 +263,20 @@ def few_shot(split: Split, n: int, seed: int = 0) -> Split:
 def load_split(name: str, data_dir: str | Path | None = None, subset_users: int | None = None,
                subset_seed: int = 0, use_cache: bool = True, max_eval_rows: int | None = None,
                few_shot_rows: int | None = None, few_shot_seed: int = 0, top_items_n: int | None = None,
-               steps: list[dict] | None = None) -> Split:
+               steps: list[dict] | None = None, eval_users: tuple[int, int] | None = None) -> Split:
     """The registered dataset ``name`` with ``steps`` (``bench.data.transforms``) applied in order;
     the keyword shorthands build the usual steps (subset, top items, few-shot, eval cap)."""
     from bench.data import transforms
 
     if steps is None:
-        steps = transform_steps(subset_users, subset_seed, top_items_n, few_shot_rows, few_shot_seed, max_eval_rows)
+        steps = transform_steps(subset_users, subset_seed, top_items_n, few_shot_rows, few_shot_seed, max_eval_rows,
+                                eval_users)
     return transforms.apply(load_full(name, data_dir, use_cache), steps)
 
 
 def transform_steps(subset_users: int | None = None, subset_seed: int = 0, top_items_n: int | None = None,
                     few_shot_rows: int | None = None, few_shot_seed: int = 0,
-                    max_eval_rows: int | None = None) -> list[dict]:
+                    max_eval_rows: int | None = None, eval_users: tuple[int, int] | None = None) -> list[dict]:
     """The suite keys as the ordered transform list: user subset, top items, few-shot sample,
     eval-row cap (seeded like the subset), each only when given."""
     steps: list[dict] = []
@@ -260,4 +288,6 @@ def transform_steps(subset_users: int | None = None, subset_seed: int = 0, top_i
         steps.append({"name": "few_shot", "n": few_shot_rows, "seed": few_shot_seed})
     if max_eval_rows:
         steps.append({"name": "max_eval_rows", "n": max_eval_rows, "seed": subset_seed})
+    if eval_users:
+        steps.append({"name": "eval_by_users", "valid": eval_users[0], "test": eval_users[1], "seed": subset_seed})
     return steps

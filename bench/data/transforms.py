@@ -67,7 +67,7 @@ def describe(steps: Iterable[Step]) -> str:
 
 
 def _register_builtins() -> None:
-    from bench.data import cap_eval_rows, few_shot, subset, top_items
+    from bench.data import cap_eval_rows, eval_by_users, few_shot, subset, top_items
 
     register("subset_users", ("n", "seed"), lambda n, seed: f"{n}-user subset (seed {seed})")(
         lambda split, n, seed: subset(split, n, seed))
@@ -77,6 +77,9 @@ def _register_builtins() -> None:
         lambda split, n, seed: few_shot(split, n, seed))
     register("max_eval_rows", ("n", "seed"), lambda n, seed: f"seeded samples of at most {n} valid / test rows")(
         lambda split, n, seed: cap_eval_rows(split, n, seed))
+    register("eval_by_users", ("valid", "test", "seed"),
+             lambda valid, test, seed: f"seeded samples of whole users holding at least {valid} valid / {test} test rows")(
+        lambda split, valid, test, seed: eval_by_users(split, valid, test, seed))
 
 
 _register_builtins()

@@ -43,6 +43,7 @@ def _row(rec: RunRecord, latest_failure: RunRecord | None) -> dict:
     row["budget_target"] = (rec.budget or {}).get("target")
     row["tuned"] = rec.tuned  # a tuned run: its study's budget, choice and trials (the tuning table)
     row["per_user_auc"] = rec.per_user_auc.get("test")
+    row["test_scores"] = rec.test_scores  # each test row's score, where the suite kept them (claims)
     fit = rec.fit if isinstance(rec.fit, dict) else {}
     row["kept_untrained"] = kept_untrained(fit)
     # the LLM's own samples of train / valid_small rows (Table 2 notes them beside the split's counts)

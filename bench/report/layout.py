@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import ValidationError, create_model, field_validator
@@ -47,6 +47,7 @@ class Row:
 class Section:
     name: str
     rows: tuple[Row, ...]
+    compare: str = "all"  # what a claims table compares between its two rows (bench.report.claims)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,9 +140,11 @@ class _Row(StrictModel):
 class _Section(StrictModel):
     name: str = schema_field("", "a section name (a string)", "e.g. name: (A) Baselines")
     rows: list[_Row] | None = schema_field(None, "a list of rows", ROW_FIX)
+    compare: Literal["all", "cold-minus-warm"] | None = schema_field(
+        None, "all or cold-minus-warm", "e.g. compare: cold-minus-warm (claims tables only)")
 
     def section(self) -> Section:
-        return Section(self.name, tuple(r.row() for r in self.rows or []))
+        return Section(self.name, tuple(r.row() for r in self.rows or []), self.compare or "all")
 
 
 _SECTIONS_FIX = "e.g. - {name: ..., rows: [{label: ..., method: ...}]}"
@@ -219,6 +222,20 @@ def _file_model(raw: dict, where: str) -> type[StrictModel]:
     return create_model("_LayoutFile", __base__=StrictModel, **fields)
 
 
+def _check_claims(t: TableSpec, where: str, key: str) -> None:
+    """A claims table's sections each compare two rows; ``compare`` belongs to claims tables only."""
+    raw_compare = any(s.compare != "all" for s in t.sections)
+    if t.kind != "claims":
+        if raw_compare:
+            raise BenchError(f"{where}: {key}: a {t.kind} table reads no `compare`",
+                             "drop compare: (it says what a claims table compares)")
+        return
+    for s in t.sections:
+        if len(s.rows) != 2:
+            raise BenchError(f"{where}: {key}: claim {s.name!r} has {len(s.rows)} rows",
+                             "give each claim two rows: the claimed winner, then what it is claimed to beat")
+
+
 def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
     path = Path(path)
     if not path.exists():
@@ -244,6 +261,7 @@ def load_layout(path: Path = DEFAULT_LAYOUT) -> Layout:
         if unused:
             raise BenchError(f"{where}: {key}: a {t.kind} table reads no `{unused[0]}`",
                              f"{t.kind} reads {', '.join(kinds[t.kind].options) or 'no options'}; drop it")
+        _check_claims(t, where, key)
         tables.append(t)
     f4 = spec.fig4 or _Fig4()
     return Layout(tables=tuple(tables), fig4_method=f4.method, fig4_pattern=f4.variant_pattern)
