@@ -97,9 +97,10 @@ class _Run(StrictModel):
     sweep: dict[str, Any] | None = schema_field(
         None, "a mapping of variant or config key to a list of values or a range such as 'layer-{0..29}'",
         "e.g. sweep: {variant: 'layer-{0..29}'} or sweep: {lora_r: [4, 8, 16]}")
-    tuned: bool = schema_field(False, "true or false",
-                               "tuned: true runs the configuration `python -m bench tune` chose on valid AUC "
-                               "(default: false, the method's own settings)")
+    tuned: bool | str = schema_field(
+        False, "true, false or a suite name",
+        "tuned: true runs the configuration `python -m bench tune` chose on valid AUC; tuned: cf-tuned takes "
+        "the choice of that suite's study of the same method and variant (default: false, the method's own settings)")
 
     @field_validator("budget")
     @classmethod
@@ -263,7 +264,9 @@ class RunSpec:
     overrides: dict[str, Any]
     datasets: tuple[str, ...] | None = None  # restrict this run to some of the suite's datasets
     budget: str | int | None = None  # match trainable params to a method's count (or a number)
-    tuned: bool = False  # run the configuration `bench tune` chose (bench.tuning)
+    # run the configuration `bench tune` chose (bench.tuning): True, this suite's study; a suite
+    # name, the study of that suite's tuned entry of the same method and variant
+    tuned: bool | str = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +333,11 @@ def load_suite(name_or_path: str) -> Suite:
                                  did_you_mean(d, names))
         expanded = (expand_sweep(r.method, r.variant, dict(r.overrides or {}), r.sweep, f"{where}: runs[{i}]")
                     if r.sweep else [(r.variant, dict(r.overrides or {}))])
+        if isinstance(r.tuned, str) and r.tuned not in suite_names() and not (
+                r.tuned.endswith((".yaml", ".yml")) and Path(r.tuned).is_file()):
+            raise BenchError(f"{where}: runs[{i}].tuned names suite {r.tuned!r}, which is neither a built-in suite "
+                             "nor a suite file", f"{did_you_mean(r.tuned, suite_names())} (or tuned: true, this "
+                             "suite's own study)")
         if r.tuned and r.budget is not None:
             raise BenchError(f"{where}: runs[{i}] is both tuned and budget-matched",
                              "drop tuned: (a matched budget fixes the size the tuner would search) or budget:")

@@ -281,9 +281,34 @@ def summary(study, suite: Suite, spec: RunSpec) -> dict[str, Any]:  # noqa: ANN0
     }
 
 
+def study_of(suite: Suite, spec: RunSpec) -> tuple[Suite, RunSpec]:
+    """The suite and entry whose study a tuned entry takes: its own, or with ``tuned: SUITE`` that
+    suite's tuned entry of the same method and variant (e.g. `main`'s CF rows take `cf-tuned`'s)."""
+    if spec.tuned is True:
+        return suite, spec
+    from bench.runner import run_variant
+    from bench.suites import load_suite
+
+    source = load_suite(str(spec.tuned))
+    variant = run_variant(spec)[0]
+    for other in source.runs:
+        if other.tuned is True and other.method == spec.method and run_variant(other)[0] == variant:
+            return source, other
+    raise BenchError(f"suite {suite.name}: {spec.method}:{variant} takes its tuned configuration from suite "
+                     f"{source.name}, which tunes no such entry",
+                     f"add {{method: {spec.method}, variant: {variant}, tuned: true}} to {source.name}, or use tuned: true")
+
+
 def chosen(suite: Suite, dataset: str, spec: RunSpec, base: Any, results_dir: Path) -> tuple[Any, dict[str, Any]]:
     """(config, tuned info) of a tuned entry: its config with the study's best values, and the
     study summary its records carry. No study, or none finished: one BenchError saying to tune."""
+    if spec.tuned is not True:
+        # the source entry's config (what its trials trained from), this entry's overrides over it
+        from bench.runner import entry_config
+
+        source_suite, source = study_of(suite, spec)
+        base = build_config(type(base), config_dict(entry_config(source)), spec.overrides)
+        suite, spec = source_suite, source
     where = storage_path(results_dir, suite.name)
     study = open_study(results_dir, suite, dataset, spec, create=False)
     if study is None:
@@ -308,11 +333,12 @@ def tune_suite(suite_name: str, *, results_dir: Path, data_dir: str | None = Non
     suite = load_suite(suite_name)
     wanted = runner.method_filter(suite, methods)
     entries = [(ds, spec) for ds in suite.datasets if not (datasets and ds.name not in datasets)
-               for spec in suite.runs if spec.tuned and not (spec.datasets and ds.name not in spec.datasets)
+               for spec in suite.runs if spec.tuned is True and not (spec.datasets and ds.name not in spec.datasets)
                and runner.selected(spec, wanted)]
     if not entries:
         raise BenchError(f"suite {suite.name}: nothing to tune (no `tuned: true` run is left by the filters)",
-                         "mark runs `tuned: true` in the suite file, or check --methods / --datasets")
+                         "mark runs `tuned: true` in the suite file, or check --methods / --datasets "
+                         "(a run with `tuned: SUITE` is tuned by that suite's `bench tune`)")
     for _, spec in entries:
         search_space(suite, spec.method)  # every space checked before any training
     records.writable_dir(results_dir, "--results-dir")

@@ -65,7 +65,7 @@ def test_shipped_suites_parse_and_plan():
         waiting: list = []  # tuned runs whose studies are not committed wait for `bench tune`, and say so
         assert plan(suite, results_dir=results, untuned=waiting)
         assert all("bench tune --suite" in e.fix for _, e in waiting)
-        assert len(waiting) <= sum(r.tuned for r in suite.runs) * len(suite.datasets)
+        assert len(waiting) <= sum(bool(r.tuned) for r in suite.runs) * len(suite.datasets)
 
 
 def test_suite_errors(tmp_path):

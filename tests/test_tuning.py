@@ -250,3 +250,32 @@ def test_a_repeated_configuration_is_not_trained_again_nor_spends_budget(tmp_pat
     study = tuning.open_study(tmp_path / "results", load_suite(path), "ml100k", load_suite(path).runs[1], create=False)
     repeats = [t for t in study.get_trials() if "repeat_of" in t.user_attrs]
     assert len(repeats) == 5 and all(t.state.name == "FAIL" for t in repeats)
+
+
+def test_another_suite_takes_a_tuned_configuration_with_its_own_seeds(tmp_path):
+    """`tuned: SUITE`: a suite (e.g. `main`, 3 seeds) runs the configuration another suite's
+    study chose (e.g. `cf-tuned`'s), trained from that entry's config, with its own seeds."""
+    path, results = _suite(tmp_path, trials=2), tmp_path / "results"
+    (info,) = tuning.tune_suite(path, results_dir=results, device="cpu")
+    other = tmp_path / "main.yaml"
+    other.write_text(f"""
+name: main-test
+seeds: [0, 1]
+datasets:
+  ml100k: {{subset_users: 40}}
+runs:
+  - {{method: mf, variant: bce, tuned: {path}}}
+timing: {{warmup: 0, repeats: 0}}
+""")
+    runs = plan(load_suite(str(other)), results_dir=results)
+    assert [r.key.stem for r in runs] == ["ml100k__mf__bce+tuned__seed0", "ml100k__mf__bce+tuned__seed1"]
+    for r in runs:  # the chosen values over the source entry's config (epochs 4, patience 2)
+        assert {k: getattr(r.config, k) for k in info["params"]} == info["params"]
+        assert (r.config.epochs, r.config.stopping_step) == (4, 2)
+        assert r.tuned["storage"] == "tuning/tune-test.db" and r.tuned["study"] == info["study"]
+    other.write_text(other.read_text().replace(f"tuned: {path}", "tuned: no-such-suite"))
+    with pytest.raises(BenchError, match="no-such-suite"):
+        load_suite(str(other))
+    other.write_text(other.read_text().replace("tuned: no-such-suite", f"tuned: {path}").replace("variant: bce", "variant: recbole"))
+    with pytest.raises(BenchError, match="tunes no such entry"):
+        plan(load_suite(str(other)), results_dir=results)
