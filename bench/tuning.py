@@ -90,7 +90,8 @@ def _optuna():
                          "pip install -c constraints.txt -e '.[tune]'") from None
     import warnings
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a repeated configuration fails on purpose (see Repeat), with no traceback to show
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # the heartbeat (what lets a resumed tune re-run a killed trial) is flagged experimental
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
