@@ -196,6 +196,12 @@ def top_items(split: Split, n_items: int) -> Split:
                  notes=split.notes, **parts)
 
 
+def _valid_small_within(split: Split, valid: pd.DataFrame) -> pd.DataFrame:
+    """The valid_small rows that a sampled ``valid`` still holds (valid_small is part of valid)."""
+    key = ["user", "item", "timestamp"]
+    return split.valid_small.merge(valid[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
+
+
 def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
     """Seeded samples of at most ``n`` valid and test rows, and of at most ``n // 2`` of the
     valid_small rows that stay in the sampled valid (valid_small is part of valid); train is
@@ -204,10 +210,8 @@ def cap_eval_rows(split: Split, n: int, seed: int = 0) -> Split:
         return df if len(df) <= k else df.sample(n=k, random_state=seed).sort_index().reset_index(drop=True)
 
     valid = cap(split.valid, n)
-    key = ["user", "item", "timestamp"]
-    kept = split.valid_small.merge(valid[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
     return Split(dataset=split.dataset, train=split.train, valid=valid,
-                 valid_small=cap(kept, max(1, n // 2)), test=cap(split.test, n),
+                 valid_small=cap(_valid_small_within(split, valid), max(1, n // 2)), test=cap(split.test, n),
                  n_users=split.n_users, n_items=split.n_items, domain=split.domain, notes=split.notes)
 
 
@@ -231,9 +235,8 @@ def eval_by_users(split: Split, valid: int, test: int, seed: int = 0) -> Split:
         raise BenchError(f"eval_by_users needs positive row counts, got valid {valid} and test {test}",
                          "e.g. eval_by_users: {valid: 240, test: 1000}")
     valid_df = _whole_users(split.valid, valid, seed)
-    key = ["user", "item", "timestamp"]
-    kept = split.valid_small.merge(valid_df[key].drop_duplicates(), on=key, how="inner")[split.valid_small.columns]
-    return Split(dataset=split.dataset, train=split.train, valid=valid_df, valid_small=kept.reset_index(drop=True),
+    return Split(dataset=split.dataset, train=split.train, valid=valid_df,
+                 valid_small=_valid_small_within(split, valid_df).reset_index(drop=True),
                  test=_whole_users(split.test, test, seed), n_users=split.n_users, n_items=split.n_items,
                  domain=split.domain, notes=split.notes)
 
