@@ -32,6 +32,7 @@ PUBLISHED_GRID: dict[str, list[Any]] = {
     "weight_decay": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0],
     "embedding_size": [64, 128, 256],
 }
+CF_WEIGHTS = "model.pt"  # a saved state's weights (see save_state)
 SEQ_PAD = "0"  # recbench item ids start at 1; "0" opens every history (as CoLLM's padding id)
 
 
@@ -140,33 +141,40 @@ class RecBoleCF(Method):
         }
 
     # ---- Method contract ----------------------------------------------------------------
-    def fit(self, split: Split) -> dict[str, Any]:
+    def _build(self, split: Split) -> tuple[Any, Any, Any]:
+        """RecBole's config, data and the untrained model on ``split`` (in a ``recbole_session``):
+        what ``fit`` trains and ``restore`` loads a saved state into. Returns (config, train, valid)."""
         root, name = self.ctx.work_dir / "recbole", f"rb_{split.dataset.replace('-', '_')}"
         self._write_atomic(split, root, name)
+        from recbole.config import Config
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import get_model, init_seed
+
+        model_cls = get_model(self.recbole_model)
+        if self.config.own_edge == "drop" and not hasattr(model_cls, "get_norm_adj_mat"):
+            from bench.errors import BenchError
+
+            raise BenchError(f"{type(self).__name__}: own_edge drop needs a graph model",
+                             "use own_edge: keep (only LightGCN and NGCF propagate over the train graph)")
+        if self.config.protocol == "bce":
+            model_cls = _pointwise(model_cls, drop_own_edge=self.config.own_edge == "drop")
+        config = Config(model=model_cls, dataset=name, config_dict=self._recbole_config(root, name))
+        init_seed(self.ctx.seed, True)
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        init_seed(self.ctx.seed, True)
+        # Graph models read dataset.inter_matrix(): give them the train positives only.
+        train_ds = train_data.dataset
+        graph_ds = train_ds.copy(train_ds.inter_feat[train_ds.inter_feat["label"] > 0])
+        self.model = model_cls(config, graph_ds).to(config["device"])
+        self.dataset, self._device = dataset, config["device"]
+        return config, train_data, valid_data
+
+    def fit(self, split: Split) -> dict[str, Any]:
         with recbole_session():
-            from recbole.config import Config
-            from recbole.data import create_dataset, data_preparation
             from recbole.trainer import Trainer
-            from recbole.utils import get_model, init_seed
 
-            model_cls = get_model(self.recbole_model)
-            if self.config.own_edge == "drop" and not hasattr(model_cls, "get_norm_adj_mat"):
-                from bench.errors import BenchError
-
-                raise BenchError(f"{type(self).__name__}: own_edge drop needs a graph model",
-                                 "use own_edge: keep (only LightGCN and NGCF propagate over the train graph)")
-            if self.config.protocol == "bce":
-                model_cls = _pointwise(model_cls, drop_own_edge=self.config.own_edge == "drop")
-            config = Config(model=model_cls, dataset=name, config_dict=self._recbole_config(root, name))
-            init_seed(self.ctx.seed, True)
-            dataset = create_dataset(config)
-            train_data, valid_data, test_data = data_preparation(config, dataset)
-            init_seed(self.ctx.seed, True)
-            # Graph models read dataset.inter_matrix(): give them the train positives only.
-            train_ds = train_data.dataset
-            graph_ds = train_ds.copy(train_ds.inter_feat[train_ds.inter_feat["label"] > 0])
-            self.model = model_cls(config, graph_ds).to(config["device"])
-            self.dataset, self._device = dataset, config["device"]
+            config, train_data, valid_data = self._build(split)
             trainer = Trainer(config, self.model)
             curve: list[dict[str, float]] = []
             best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False,
@@ -176,15 +184,57 @@ class RecBoleCF(Method):
             self.model.load_state_dict(ckpt["state_dict"])
             self.model.load_other_parameter(ckpt.get("other_parameter"))
             self.model.eval()
-            self.dataset = dataset
-            self._eval_data = {"valid": valid_data.dataset, "test": test_data.dataset}
-            self._device = config["device"]
             self.fit_info = {"best_epoch": int(ckpt.get("epoch", -1)),
                              "best_valid_auc_recbole": float(best_valid or float("nan")),
                              "protocol": self.config.protocol, "curve": curve}
         if self.ctx.export_artifacts:
             self._save_embeddings(split)
         return self.fit_info
+
+    def save_state(self, directory: Path) -> Path | None:
+        """The best epoch's weights (``model.pt``, a plain state dict) and the fit info, in the
+        format every saved state shares (``bench.llm.saved.write_state``); None where
+        RECBENCH_SAVE_STATE says not to (0, or a state over its size limit)."""
+        import shutil
+
+        import torch
+
+        from bench.config import config_dict
+        from bench.llm import saved
+
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if saved.max_bytes() < sum(t.numel() * t.element_size() for t in weights.values()):
+            shutil.rmtree(directory, ignore_errors=True)  # an earlier run's state is not this run's
+            return None
+
+        def write(tmp: Path) -> dict[str, Any]:
+            torch.save(weights, tmp / CF_WEIGHTS)
+            return {"method": f"{type(self).__module__}:{type(self).__qualname__}", "config": config_dict(self.config),
+                    "split_fingerprint": self.ctx.split_fingerprint, "seed": self.ctx.seed, "fit": self.fit_info}
+
+        return saved.write_state(directory, write)
+
+    def restore(self, split: Split, directory: Path) -> None:
+        """The model built on ``split`` as ``fit`` builds it, with the saved weights loaded and no
+        training; it then scores (and exports embeddings) as the run that saved it did."""
+        import torch
+
+        from bench.errors import BenchError
+        from bench.llm import saved
+
+        manifest = saved.read_manifest(directory)
+        if manifest.get("split_fingerprint") != self.ctx.split_fingerprint:
+            raise BenchError(f"saved state {directory} was trained on split {manifest.get('split_fingerprint')}, not "
+                             f"on this one ({self.ctx.split_fingerprint})",
+                             "rebuild the run's split (same dataset, same transforms)")
+        with recbole_session():
+            self._build(split)
+            weights = torch.load(Path(directory) / CF_WEIGHTS, map_location=self._device, weights_only=True)
+            self.model.load_state_dict(weights)
+            self.model.eval()
+        self.fit_info = dict(manifest.get("fit") or {})
+        if self.ctx.export_artifacts:
+            self._save_embeddings(split)
 
     def _after_eval(self, split: Split, curve: list[dict[str, float]], epoch: int, valid_auc: float) -> None:
         """After each valid evaluation: log the epoch's valid AUC (and train AUC, when asked),

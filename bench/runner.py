@@ -371,9 +371,15 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
             config, base["budget"] = budget.match(run.method_cls, config, run.spec.budget, split, ctx)
             base["matched_config"] = config_dict(config)
         method = run.method_cls(config, ctx)
-        t0 = time.perf_counter()
-        fit_info = method.fit(split)
-        fit_s = time.perf_counter() - t0
+        reused = _restore_trial(run, method, split) if run.spec.budget is None else None
+        if reused is not None:  # the study's best trial trained this very model: not trained twice
+            method, fit_info, fit_s = reused
+        else:
+            if run.tuned:
+                method = run.method_cls(config, ctx)  # nothing of a failed restore stays
+            t0 = time.perf_counter()
+            fit_info = method.fit(split)
+            fit_s = time.perf_counter() - t0
         # backbone loading and CF embeddings are set-up, not training: recorded apart, excluded
         setup = {k: float(v) for k, v in ((fit_info or {}).get("setup_s") or {}).items()}
         train_s = max(fit_s - sum(setup.values()), 0.0)
@@ -396,7 +402,9 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
         timing = {"train_s": train_s, "fit_wall_s": fit_s, "setup_s": setup, "infer_valid_s": infer["valid"],
                   "infer_test_s": infer["test"], "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
         kept = dict(method.artifacts())
-        if distributed.is_main():  # the trained state, for `python -m bench score` (one writer)
+        if reused is not None:
+            kept["trained_state"] = fit_info["reused_trial"]["state"]
+        elif distributed.is_main():  # the trained state, for `python -m bench score` (one writer)
             try:
                 state = method.save_state(artifacts / "trained_state")
             except Exception as e:  # a run that trained and scored is not lost for want of a copy
@@ -423,6 +431,30 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
         if distributed.is_main():
             records.write_record(key.failed_path(results_dir), rec)
         raise
+
+
+def _restore_trial(run: PlannedRun, method: Any, split: Split) -> tuple[Any, dict[str, Any], float] | None:
+    """(method, fit info, fit seconds) of a tuned run restored from its study's best trial's kept
+    state (``bench.tuning.trial_state``): the fit info and seconds are the trial's, as its training
+    is this run's, and ``reused_trial`` says so; None where there is none to restore (it trains)."""
+    from bench import tuning
+
+    kept = tuning.trial_state(run.tuned, split.fingerprint, run.key.method, run.key.seed, run.config)
+    if kept is None:
+        return None
+    t0 = time.perf_counter()
+    try:
+        method.restore(split, Path(kept["state"]))
+    except Exception as e:  # a damaged copy costs a retrain, never the run
+        log.warning("%s: trial %s's kept state did not restore (%s: %s); training instead", run.key.stem,
+                    kept["trial"], type(e).__name__, e)
+        return None
+    info = {**(kept.get("fit") or {}), "reused_trial": {
+        "study": kept["study"], "trial": kept["trial"], "state": kept["state"],
+        "restore_s": round(time.perf_counter() - t0, 3)}}
+    log.info("%s: restored trial %s of %s (same config, data and seed): not trained again", run.key.stem,
+             kept["trial"], kept["study"])
+    return method, info, float(kept["fit_wall_s"])
 
 
 def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force: bool = False,

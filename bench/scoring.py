@@ -176,8 +176,8 @@ def state_dir(record: Any) -> Path:
     state = record.artifacts.get("trained_state")
     if not state:
         raise BenchError(f"the record of {key.method} ({key.variant}, seed {key.seed}) names no saved trained state",
-                         f"LLM runs save one unless {saved.ENV} says not to (0, or a state over its size limit, "
-                         f"{saved.DEFAULT_MAX_MB} MB unless set: CoRA's is larger); CF baselines never do. Rerun it "
+                         f"runs save one unless {saved.ENV} says not to (0, or a state over its size limit, "
+                         f"{saved.DEFAULT_MAX_MB} MB unless set: CoRA's is larger); records older than that have none. Rerun it "
                          f"with {saved.ENV}=always `python -m bench run ... --force`")
     state = Path(state)
     if not state.is_dir():
@@ -205,7 +205,8 @@ def restore(record: Any, split: Any, device: str = "cpu", work_dir: Path | None 
     config = build_config(cls.Config, manifest["config"])
     ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=Path(work_dir or tempfile.gettempdir()),
                      artifact_dir=state.parent, split_fingerprint=split.fingerprint,
-                     run_name=f"{key.dataset}__{key.method}__{key.variant}__seed{key.seed}", progress=False)
+                     run_name=f"{key.dataset}__{key.method}__{key.variant}__seed{key.seed}", progress=False,
+                     export_artifacts=False)  # the run's artifacts are there already
     method = cls(config, ctx)
     method.restore(split, state)
     return method

@@ -207,7 +207,10 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
             method = cls(config, ctx)
             try:
                 info = method.fit(seen) or {}
+                fit_s = time.perf_counter() - t0
                 value = auc(seen.valid["label"].to_numpy(), method.score(seen.valid))
+                if math.isfinite(value) and value > _best_value(trial.study):
+                    _keep_state(method, trial, suite.name, split.fingerprint, spec.method, config, info, fit_s)
             except optuna.TrialPruned:
                 trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
                 raise
@@ -227,6 +230,67 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
         return float(value)
 
     return objective
+
+
+# ---- the winning trial's trained state -------------------------------------------------------
+# A trial that beats every finished trial so far keeps its trained state (``Method.save_state``)
+# where a `bench run` of the same configuration and seed keeps its own: in the cache, under the
+# artifact directory of (split, method, tuning seed, config hash). Beside it, TRIAL_FILE names the
+# study and trial and holds the fit's info and seconds. The chosen configuration's run at the
+# tuning seed then restores that state instead of training the same model on the same data with
+# the same seed a second time (``reused_trial``); any other seed, or a cache without it, trains.
+TRIAL_FILE = "tuning_trial.json"
+
+
+def _best_value(study) -> float:  # noqa: ANN001
+    values = [t.value for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    return max(values, default=-math.inf)
+
+
+def _state_home(fingerprint: str, method: str, seed: int, config: Any) -> Path:
+    from bench.artifacts import artifact_dir
+    from bench.records import config_hash
+
+    return artifact_dir(fingerprint, method, seed, config_hash(config_dict(config)))
+
+
+def _keep_state(method: Any, trial, suite: str, fingerprint: str, name: str, config: Any,  # noqa: ANN001
+                info: dict[str, Any], fit_s: float) -> None:
+    import json
+
+    home = _state_home(fingerprint, name, method.ctx.seed, config)
+    try:
+        state = method.save_state(home / "trained_state")
+    except Exception as e:  # the trial stands without its copy; the chosen run then trains
+        log.warning("%s#%d: its trained state was not kept (%s: %s)", trial.study.study_name, trial.number,
+                    type(e).__name__, e)
+        return
+    if state is None:
+        return
+    (home / TRIAL_FILE).write_text(json.dumps({
+        "storage": f"tuning/{suite}.db", "study": trial.study.study_name, "trial": trial.number, "state": str(state),
+        "config": config_dict(config),
+        "fit": info, "fit_wall_s": fit_s}, indent=1, default=str))
+
+
+def trial_state(tuned: dict[str, Any] | None, fingerprint: str, method: str, seed: int,
+                config: Any) -> dict[str, Any] | None:
+    """What a tuned run may restore instead of training: the kept state of its study's best trial
+    (TRIAL_FILE's fields), where the run is that trial's configuration at the tuning seed on the
+    same split and the cache holds it; else None (the run trains)."""
+    import json
+
+    if not tuned or seed != tuned.get("seed"):
+        return None
+    path = _state_home(fingerprint, method, seed, config) / TRIAL_FILE
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (kept.get("storage") == tuned.get("storage") and kept.get("study") == tuned.get("study")
+            and kept.get("trial") == tuned.get("best_trial")
+            and kept.get("config") == json.loads(json.dumps(config_dict(config), default=str)))
+    return kept if same and Path(kept.get("state", "")).is_dir() else None
 
 
 def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_dir: Path, device: str,

@@ -150,3 +150,15 @@ def test_bad_layout_row_is_a_clear_error(tmp_path):
     bad.write_text("table4:\n  rows:\n    - {method: graphlora}\n")
     with pytest.raises(BenchError, match="needs `label` and `method`"):
         load_layout(bad)
+
+
+def test_cells_keep_the_digits_they_were_rendered_with_and_numbers_align_right():
+    from bench.report import tabulate
+
+    out = tabulate([["GraphLoRA", "0.6410", "+0.0080", "[-0.0286, +0.0372]"], ["MF", "–", "-0.0100", "–"]],
+                   ["method", "test AUC", "Δ", "CI"], "github")
+    assert "0.6410" in out and "+0.0080" in out and "0.641 " not in out
+    cells = out.splitlines()[2].split("|")[1:-1]
+    # numbers to the right (padding before), text to the left (padding after)
+    assert [c.startswith("  ") for c in cells] == [False, True, False, False] and cells[1].endswith("0.6410 ")
+    assert cells[2].strip() == "+0.0080" and cells[3].startswith(" [") and cells[3].endswith("] ")

@@ -1,5 +1,6 @@
 """Saved trained state (issue 18): a finished LLM run keeps its LoRA adapter and its own trained
-parts in the run's artifact directory, and ``python -m bench score`` re-scores rows with them.
+parts in the run's artifact directory (a CF baseline its weights), and ``python -m bench score``
+re-scores rows with them.
 
 Real tiny runs of the ``ci`` suite (60 ML-1M users, the tiny random LLaMA): TALLRec (LoRA only),
 BinLLM (LoRA + joint hash net + binary codes), GraphLoRA (LoRA + trainable MF, projector, GNN,
@@ -22,7 +23,8 @@ from bench.llm import saved
 from bench.runner import run_suite
 
 RUNS = {"tallrec": "ml1m__tallrec__default__seed0", "binllm": "ml1m__binllm__dotted__seed0",
-        "graphlora": "ml1m__graphlora__default__seed0", "collm-mf": "ml1m__collm-mf__two-stage__seed0"}
+        "graphlora": "ml1m__graphlora__default__seed0", "collm-mf": "ml1m__collm-mf__two-stage__seed0",
+        "mf": "ml1m__mf__bce+defaults__seed0"}  # the MF run CoLLM-MF and BinLLM read: a CF state
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def test_saved_state_holds_the_adapter_in_peft_format_and_the_methods_own_parts(
     files = {m: saved.read_manifest(Path(records.load_record(record_path(results, m)).artifacts["trained_state"]))["files"]
              for m in RUNS}
     for m, f in files.items():
-        assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= set(f), m
+        if m != "mf":
+            assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= set(f), m
+    assert set(files["mf"]) == {"model.pt"}  # a CF baseline: its best epoch's weights
     assert saved.MODULES not in files["tallrec"]  # LoRA only
     assert {saved.MODULES, saved.EXTRA} <= set(files["binllm"])  # hash net + codes
     assert saved.MODULES in files["graphlora"] and saved.MODULES in files["collm-mf"]
@@ -141,7 +145,10 @@ def test_a_csv_without_the_required_columns_or_with_bad_values_is_refused(result
 
 def test_a_record_without_saved_state_is_refused(results, split, tmp_path, data_dir, capsys):
     rows = write_rows(tmp_path / "rows.csv", split.test[["user", "item"]].head(3))
-    mf = results / "ml1m__mf__bce+defaults__seed0.json"  # a CF run: keeps embeddings, no trained state
+    raw = json.loads(record_path(results, "mf").read_text())
+    raw["artifacts"].pop("trained_state")  # a record from before runs kept their state
+    mf = tmp_path / "old-mf.json"
+    mf.write_text(json.dumps(raw))
     with pytest.raises(BenchError, match="names no saved trained state"):
         scoring.score(mf, rows, str(data_dir), "cpu")
     assert main(["score", "--run", str(mf), "--rows", str(rows), "--data-dir", str(data_dir)]) == 2

@@ -17,11 +17,11 @@ pytest.importorskip("recbole")  # the CF baselines (the `cf` extra, which the te
 
 
 def _suite(tmp_path: Path, trials: int = 3, extra: str = "", space: str = "{embedding_size: [8, 16], "
-           "learning_rate: [1.0e-2, 1.0e-3], weight_decay: [0.0]}") -> str:
+           "learning_rate: [1.0e-2, 1.0e-3], weight_decay: [0.0]}", seeds: str = "[0]") -> str:
     path = tmp_path / "tune.yaml"
     path.write_text(f"""
 name: tune-test
-seeds: [0]
+seeds: {seeds}
 datasets:
   ml100k: {{subset_users: 40}}
 tuning: {{trials: {trials}, sampler: grid, pruner: none, spaces: {{mf: {space}}}}}
@@ -95,6 +95,37 @@ def test_tune_then_run_reproduces_the_chosen_trial_without_touching_test(tmp_pat
     assert chosen in row and f"{rec['metrics']['test']['auc']:.4f}" in row
     assert f"{plain['metrics']['test']['auc']:.4f}" in row
     assert any(p.name == "tuning_ml100k.png" for p in written)
+
+
+def test_the_chosen_run_restores_its_winning_trial_and_scores_as_a_retrain_does(tmp_path, monkeypatch):
+    """The best trial keeps its trained state; the chosen run at the tuning seed restores it
+    instead of training the same model again, and scores exactly as a fresh retrain does."""
+    import shutil
+
+    path, results = _suite(tmp_path, seeds="[0, 1]"), tmp_path / "results"
+    (info,) = tuning.tune_suite(path, results_dir=results, device="cpu")
+    spy = _Spy(monkeypatch)
+    counts = run_suite(path, results_dir=results, methods=["mf:bce+tuned"], device="cpu", progress=False)
+    assert counts["done"] == 2
+    out = results / "tune-test"
+    rec = json.loads((out / "ml100k__mf__bce+tuned__seed0.json").read_text())
+    reused = rec["fit"]["reused_trial"]
+    assert reused["study"] == info["study"] and reused["trial"] == info["best_trial"]
+    best = next(t for t in info["trials"] if t["number"] == info["best_trial"])
+    assert rec["timing"]["fit_wall_s"] <= best["seconds"] and rec["artifacts"]["trained_state"] == reused["state"]
+    assert rec["metrics"]["valid"]["auc"] == pytest.approx(info["best_valid_auc"], abs=1e-12)
+    # seed 1 is no trial's: it trains
+    other = json.loads((out / "ml100k__mf__bce+tuned__seed1.json").read_text())
+    assert "reused_trial" not in other["fit"] and len(spy.fits) == 1
+
+    # without the kept state the same run trains, and scores every row exactly as the restored one
+    shutil.rmtree(Path(reused["state"]).parent)
+    run_suite(path, results_dir=results, methods=["mf:bce+tuned"], seeds=[0], force=True, device="cpu",
+              progress=False)
+    again = json.loads((out / "ml100k__mf__bce+tuned__seed0.json").read_text())
+    assert "reused_trial" not in again["fit"] and len(spy.fits) == 2
+    assert again["metrics"] == rec["metrics"] and again["per_user_auc"] == rec["per_user_auc"]
+    assert again["fit"]["best_epoch"] == rec["fit"]["best_epoch"]
 
 
 def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -167,28 +167,20 @@ def save(method: Any, directory: Path) -> Path | None:
             method.ctx.run_name or type(method).__name__, total / 1e6, ENV, limit / 1e6, ENV)
         shutil.rmtree(directory, ignore_errors=True)
         return None
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        files: list[str] = []
+    def write(tmp: Path) -> dict[str, Any]:
         if _is_peft(method.model):
             import warnings
 
             with warnings.catch_warnings():  # peft warns when it cannot find the base model's config online
                 warnings.simplefilter("ignore")
                 method.model.save_pretrained(str(tmp / ADAPTER), save_embedding_layers=False)
-            files += [f"{ADAPTER}/{p.name}" for p in sorted((tmp / ADAPTER).iterdir())]
         if kept:
             save_file(_cpu(kept), str(tmp / MODULES))
-            files.append(MODULES)
         if extra_params:
             save_file(_cpu(extra_params), str(tmp / MODEL_EXTRA))
-            files.append(MODEL_EXTRA)
         if extra:
             np.savez(tmp / EXTRA, **extra)
-            files.append(EXTRA)
-        manifest = {
-            "format": FORMAT,
+        return {
             "method": f"{type(method).__module__}:{type(method).__qualname__}",
             "config": config_dict(method.config),
             "prompt": method.prompt,
@@ -198,8 +190,23 @@ def save(method: Any, directory: Path) -> Path | None:
                          "device": str(method.bb.device), "embeddings_sha256": backbone_digest(method.model)},
             "rebuilt_buffers": {n: tensor_digest(b) for n, b in _non_persistent(method.modules).items()},
             "rebuilt_as_built": as_built,
-            "files": {f: (tmp / f).stat().st_size for f in files},
         }
+
+    return write_state(directory, write)
+
+
+def write_state(directory: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
+    """Write a trained state into ``directory``, replacing an earlier one atomically (a reader
+    sees the old folder or the new one, never half of one): ``write(tmp)`` puts the files in a
+    fresh folder and returns the manifest's fields; the manifest gets the format and every file
+    with its size. Any method's ``save_state`` may use it, so ``bench score`` reads them alike."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        fields = write(tmp)
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        manifest = {"format": FORMAT, **fields, "files": {f: (tmp / f).stat().st_size for f in files}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
         old = directory.with_name(f".{directory.name}-old-{os.getpid()}")
         if directory.exists():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tabulate import tabulate
+from tabulate import tabulate as _tabulate
 
 from bench.errors import BenchError
 from bench.records import Scan, writable_dir
@@ -27,6 +27,18 @@ from bench.report.stats import MISSING, fmt_cell, mean_ci
 from bench.report import tables
 
 log = logging.getLogger("bench")
+
+
+_NUMBER = re.compile(r"[+\-−]?[\d,]*\.?\d+(e[+\-]?\d+)?|–")  # a plain number cell, or the missing mark
+
+
+def tabulate(body: list, headers: list, tablefmt: str) -> str:
+    """A table of the cells exactly as the renderers wrote them (tabulate's number parsing would
+    rewrite "0.6410" as 0.641 and "+0.0080" as 0.008); columns of plain numbers align right."""
+    width = max((len(row) for row in body), default=len(headers))
+    align = ["right" if body and all(_NUMBER.fullmatch(str(row[i]).strip()) for row in body if i < len(row))
+             and not all(str(row[i]).strip() == "–" for row in body if i < len(row)) else "left" for i in range(width)]
+    return _tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
 __all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
 
 
