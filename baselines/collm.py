@@ -20,6 +20,7 @@ first; called directly, it is trained on demand when RecBole is installed.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,6 +69,10 @@ class CoLLM(LLMRecommender):
         info = super().fit(split)
         info["dataset_settings"] = {k: getattr(self.config, k) for k in self.config.per_dataset.get(split.dataset, {})}
         return info
+
+    def restore(self, split: Split, directory: Path, backbone: Any = None) -> None:
+        self.config = on_dataset(self.config, split.dataset)  # as fit trained it
+        super().restore(split, directory, backbone)
 
     def build(self, split: Split) -> None:
         c = self.config

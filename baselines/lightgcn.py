@@ -54,6 +54,10 @@ class PerDatasetCF(RecBoleCF):
         info["dataset_settings"] = {k: getattr(self.config, k) for k in self.config.per_dataset.get(split.dataset, {})}
         return info
 
+    def restore(self, split, directory):  # noqa: ANN001
+        self.config = on_dataset(self.config, split.dataset)  # as fit trained it
+        super().restore(split, directory)
+
 
 OLD_DEFAULTS = {"learning_rate": 1e-3, "train_batch_size": 2048, "stopping_step": 20, "per_dataset": {}}
 

@@ -332,8 +332,10 @@ def planned_dependencies(run: PlannedRun, runs: list[PlannedRun]) -> list[Planne
     return found
 
 
-def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool = True) -> dict[str, Any]:
-    """Fit, score valid and test, write the record. Raises after writing a failed record."""
+def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool = True,
+            force: bool = False) -> dict[str, Any]:
+    """Fit, score valid and test, write the record. Raises after writing a failed record. A tuned
+    run may restore its study's best trial instead of fitting (``_restore_trial``), unless ``force``."""
     key = run.key
     artifacts = artifact_dir(split.fingerprint, key.method, key.seed, records.config_hash(run.config_dict))
     base: dict[str, Any] = {
@@ -354,11 +356,11 @@ def execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progr
         "started": records.now(),
     }
     with workdirs.scratch(key.method) as work:
-        return _execute(run, split, results_dir, device, progress, base, artifacts, work)
+        return _execute(run, split, results_dir, device, progress, base, artifacts, work, force)
 
 
 def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, progress: bool,
-             base: dict[str, Any], artifacts: Path, work: Path) -> dict[str, Any]:
+             base: dict[str, Any], artifacts: Path, work: Path, force: bool = False) -> dict[str, Any]:
     key = run.key
     try:
         ctx = RunContext(dataset=key.dataset, seed=key.seed, device=device, work_dir=work,
@@ -371,12 +373,16 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
             config, base["budget"] = budget.match(run.method_cls, config, run.spec.budget, split, ctx)
             base["matched_config"] = config_dict(config)
         method = run.method_cls(config, ctx)
-        reused = _restore_trial(run, method, split) if run.spec.budget is None else None
+        reused = None
+        if run.tuned and run.spec.budget is None and not force:
+            reused = _restore_trial(run, method, split, results_dir, device)
+            if reused is None:  # nothing of a failed restore stays (an LLM's backbone: memory)
+                del method
+                _release_memory()
+                method = run.method_cls(config, ctx)
         if reused is not None:  # the study's best trial trained this very model: not trained twice
             method, fit_info, fit_s = reused
         else:
-            if run.tuned:
-                method = run.method_cls(config, ctx)  # nothing of a failed restore stays
             t0 = time.perf_counter()
             fit_info = method.fit(split)
             fit_s = time.perf_counter() - t0
@@ -401,6 +407,8 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
                                  "the model diverged (NaN/inf): lower the learning rate or check the data") from None
         timing = {"train_s": train_s, "fit_wall_s": fit_s, "setup_s": setup, "infer_valid_s": infer["valid"],
                   "infer_test_s": infer["test"], "infer_test_rows_per_s": len(split.test) / max(infer["test"], 1e-9)}
+        if reused is not None:  # train_s was measured on this trial (pruner reports and all), not here
+            timing["train_s_from_trial"] = int(fit_info["reused_trial"]["trial"])
         kept = dict(method.artifacts())
         if reused is not None:
             kept["trained_state"] = fit_info["reused_trial"]["state"]
@@ -433,28 +441,40 @@ def _execute(run: PlannedRun, split: Split, results_dir: Path, device: str, prog
         raise
 
 
-def _restore_trial(run: PlannedRun, method: Any, split: Split) -> tuple[Any, dict[str, Any], float] | None:
+def _restore_trial(run: PlannedRun, method: Any, split: Split, results_dir: Path,
+                   device: str) -> tuple[Any, dict[str, Any], float] | None:
     """(method, fit info, fit seconds) of a tuned run restored from its study's best trial's kept
     state (``bench.tuning.trial_state``): the fit info and seconds are the trial's, as its training
     is this run's, and ``reused_trial`` says so; None where there is none to restore (it trains)."""
     from bench import tuning
 
-    kept = tuning.trial_state(run.tuned, split.fingerprint, run.key.method, run.key.seed, run.config)
-    if kept is None:
-        return None
     t0 = time.perf_counter()
     try:
+        kept = tuning.trial_state(run.tuned, results_dir, split.fingerprint, run.key.method, run.key.seed, run.config,
+                                  device)
+        if kept is None:
+            return None
         method.restore(split, Path(kept["state"]))
     except Exception as e:  # a damaged copy costs a retrain, never the run
-        log.warning("%s: trial %s's kept state did not restore (%s: %s); training instead", run.key.stem,
-                    kept["trial"], type(e).__name__, e)
+        log.warning("%s: its study's best trial's kept state did not restore (%s: %s); training instead",
+                    run.key.stem, type(e).__name__, e)
         return None
     info = {**(kept.get("fit") or {}), "reused_trial": {
         "study": kept["study"], "trial": kept["trial"], "state": kept["state"],
         "restore_s": round(time.perf_counter() - t0, 3)}}
-    log.info("%s: restored trial %s of %s (same config, data and seed): not trained again", run.key.stem,
-             kept["trial"], kept["study"])
+    log.info("%s: restored trial %s of %s (same config, data, seed, device and code): not trained again",
+             run.key.stem, kept["trial"], kept["study"])
     return method, info, float(kept["fit_wall_s"])
+
+
+def _release_memory() -> None:
+    """What an abandoned method held (a backbone sits in reference cycles): freed before the next."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force: bool = False,
@@ -483,7 +503,7 @@ def run_one(run: PlannedRun, split: Split, results_dir: Path, device: str, force
         try:
             if not (main or together):
                 return "done"  # rank 0 runs it; the barrier below waits for it
-            rec = execute(run, split, results_dir, device, progress)
+            rec = execute(run, split, results_dir, device, progress, force)
         except Exception as e:  # one failed run never stops the suite nor loses finished records
             log.error("%s failed: %s (record in %s)", run.key.stem, e, run.key.failed_path(results_dir))
             return "failed"

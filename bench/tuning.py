@@ -16,6 +16,9 @@ extended per method by the suite's ``tuning.spaces``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import logging
 import math
 import time
@@ -162,7 +165,8 @@ def _twin(trial, params: dict[str, Any]) -> int | None:  # noqa: ANN001
     return None
 
 
-def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any, device: str, progress: bool):
+def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any, device: str, progress: bool,
+               storage: Path):
     from bench import workdirs
     from bench.method import RunContext
     from bench.metrics import auc
@@ -210,7 +214,7 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
                 fit_s = time.perf_counter() - t0
                 value = auc(seen.valid["label"].to_numpy(), method.score(seen.valid))
                 if math.isfinite(value) and value > _best_value(trial.study):
-                    _keep_state(method, trial, suite.name, split.fingerprint, spec.method, config, info, fit_s)
+                    _keep_state(method, trial, storage, split.fingerprint, spec.method, config, info, fit_s)
             except optuna.TrialPruned:
                 trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
                 raise
@@ -236,9 +240,11 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
 # A trial that beats every finished trial so far keeps its trained state (``Method.save_state``)
 # where a `bench run` of the same configuration and seed keeps its own: in the cache, under the
 # artifact directory of (split, method, tuning seed, config hash). Beside it, TRIAL_FILE names the
-# study and trial and holds the fit's info and seconds. The chosen configuration's run at the
+# study (by its database's absolute path) and trial, the device, a digest of the code and of the
+# state's manifest, and holds the fit's info and seconds. The chosen configuration's run at the
 # tuning seed then restores that state instead of training the same model on the same data with
-# the same seed a second time (``reused_trial``); any other seed, or a cache without it, trains.
+# the same seed a second time (``reused_trial``); any other seed, ``--force``, other code, another
+# device, a state written over since, or a cache without it: the run trains.
 TRIAL_FILE = "tuning_trial.json"
 
 
@@ -254,43 +260,66 @@ def _state_home(fingerprint: str, method: str, seed: int, config: Any) -> Path:
     return artifact_dir(fingerprint, method, seed, config_hash(config_dict(config)))
 
 
-def _keep_state(method: Any, trial, suite: str, fingerprint: str, name: str, config: Any,  # noqa: ANN001
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of the harness's and the methods' source: a kept state is restored only by the code
+    that trained it (a fix to a method's training must retrain, not restore the old weights)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in ("bench", "baselines", "graphlora"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _manifest_digest(state: Path) -> str | None:
+    from bench.llm import saved
+
+    try:
+        return hashlib.sha256((Path(state) / saved.MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _keep_state(method: Any, trial, storage: Path, fingerprint: str, name: str, config: Any,  # noqa: ANN001
                 info: dict[str, Any], fit_s: float) -> None:
-    import json
+    from bench.records import write_atomic
 
     home = _state_home(fingerprint, name, method.ctx.seed, config)
     try:
+        (home / TRIAL_FILE).unlink(missing_ok=True)  # never beside a state it does not describe
         state = method.save_state(home / "trained_state")
+        if state is None:
+            return
+        write_atomic(home / TRIAL_FILE, json.loads(json.dumps({
+            "storage": str(storage.resolve()), "study": trial.study.study_name, "trial": trial.number,
+            "state": str(state), "manifest_sha256": _manifest_digest(state), "config": config_dict(config),
+            "device": method.ctx.device, "code_sha256": code_digest(), "fit": info, "fit_wall_s": fit_s},
+            default=str)))
     except Exception as e:  # the trial stands without its copy; the chosen run then trains
         log.warning("%s#%d: its trained state was not kept (%s: %s)", trial.study.study_name, trial.number,
                     type(e).__name__, e)
-        return
-    if state is None:
-        return
-    (home / TRIAL_FILE).write_text(json.dumps({
-        "storage": f"tuning/{suite}.db", "study": trial.study.study_name, "trial": trial.number, "state": str(state),
-        "config": config_dict(config),
-        "fit": info, "fit_wall_s": fit_s}, indent=1, default=str))
 
 
-def trial_state(tuned: dict[str, Any] | None, fingerprint: str, method: str, seed: int,
-                config: Any) -> dict[str, Any] | None:
+def trial_state(tuned: dict[str, Any] | None, results_dir: Path, fingerprint: str, method: str, seed: int,
+                config: Any, device: str) -> dict[str, Any] | None:
     """What a tuned run may restore instead of training: the kept state of its study's best trial
     (TRIAL_FILE's fields), where the run is that trial's configuration at the tuning seed on the
-    same split and the cache holds it; else None (the run trains)."""
-    import json
-
-    if not tuned or seed != tuned.get("seed"):
+    same split and device, with the same code, and the state is still the one the trial wrote;
+    else None (the run trains)."""
+    if not tuned or seed != tuned.get("seed") or not tuned.get("storage"):
         return None
-    path = _state_home(fingerprint, method, seed, config) / TRIAL_FILE
     try:
-        kept = json.loads(path.read_text())
-    except (OSError, ValueError):
+        kept = json.loads((_state_home(fingerprint, method, seed, config) / TRIAL_FILE).read_text())
+        same = (kept["storage"] == str((Path(results_dir) / tuned["storage"]).resolve())
+                and kept["study"] == tuned.get("study") and kept["trial"] == tuned.get("best_trial")
+                and kept["device"] == device and kept["code_sha256"] == code_digest()
+                and kept["config"] == json.loads(json.dumps(config_dict(config), default=str))
+                and kept["manifest_sha256"] is not None and kept["manifest_sha256"] == _manifest_digest(kept["state"])
+                and isinstance(kept["fit_wall_s"], (int, float)))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    same = (kept.get("storage") == tuned.get("storage") and kept.get("study") == tuned.get("study")
-            and kept.get("trial") == tuned.get("best_trial")
-            and kept.get("config") == json.loads(json.dumps(config_dict(config), default=str)))
-    return kept if same and Path(kept.get("state", "")).is_dir() else None
+    return kept if same else None
 
 
 def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_dir: Path, device: str,
@@ -307,7 +336,8 @@ def tune_entry(suite: Suite, dataset: str, spec: RunSpec, split: Any, results_di
     name = study_name(dataset, spec)
     if left > 0:
         log.info("%s: %d of %d trials to run", name, left, budget)
-        objective = _objective(suite, dataset, spec, entry_config(spec), split, device, progress)
+        objective = _objective(suite, dataset, spec, entry_config(spec), split, device, progress,
+                               storage_path(results_dir, suite.name))
         # running trials count too, so parallel tuners on one study stop at the budget together
         states = tuple(optuna.trial.TrialState[s] for s in (*_SPENT, "RUNNING"))
         stop = optuna.study.MaxTrialsCallback(budget, states=states)

@@ -100,8 +100,6 @@ def test_tune_then_run_reproduces_the_chosen_trial_without_touching_test(tmp_pat
 def test_the_chosen_run_restores_its_winning_trial_and_scores_as_a_retrain_does(tmp_path, monkeypatch):
     """The best trial keeps its trained state; the chosen run at the tuning seed restores it
     instead of training the same model again, and scores exactly as a fresh retrain does."""
-    import shutil
-
     path, results = _suite(tmp_path, seeds="[0, 1]"), tmp_path / "results"
     (info,) = tuning.tune_suite(path, results_dir=results, device="cpu")
     spy = _Spy(monkeypatch)
@@ -112,20 +110,28 @@ def test_the_chosen_run_restores_its_winning_trial_and_scores_as_a_retrain_does(
     reused = rec["fit"]["reused_trial"]
     assert reused["study"] == info["study"] and reused["trial"] == info["best_trial"]
     best = next(t for t in info["trials"] if t["number"] == info["best_trial"])
-    assert rec["timing"]["fit_wall_s"] <= best["seconds"] and rec["artifacts"]["trained_state"] == reused["state"]
+    assert rec["timing"]["fit_wall_s"] <= best["seconds"] and rec["timing"]["train_s_from_trial"] == info["best_trial"]
+    assert rec["artifacts"]["trained_state"] == reused["state"]
     assert rec["metrics"]["valid"]["auc"] == pytest.approx(info["best_valid_auc"], abs=1e-12)
     # seed 1 is no trial's: it trains
     other = json.loads((out / "ml100k__mf__bce+tuned__seed1.json").read_text())
     assert "reused_trial" not in other["fit"] and len(spy.fits) == 1
 
-    # without the kept state the same run trains, and scores every row exactly as the restored one
-    shutil.rmtree(Path(reused["state"]).parent)
+    # --force trains it again: every row scores exactly as the restored run scored it
     run_suite(path, results_dir=results, methods=["mf:bce+tuned"], seeds=[0], force=True, device="cpu",
               progress=False)
     again = json.loads((out / "ml100k__mf__bce+tuned__seed0.json").read_text())
     assert "reused_trial" not in again["fit"] and len(spy.fits) == 2
     assert again["metrics"] == rec["metrics"] and again["per_user_auc"] == rec["per_user_auc"]
     assert again["fit"]["best_epoch"] == rec["fit"]["best_epoch"]
+
+    # a damaged kept state costs a retrain, never the run
+    (Path(reused["state"]) / "model.pt").unlink()
+    (out / "ml100k__mf__bce+tuned__seed0.json").unlink()
+    assert run_suite(path, results_dir=results, methods=["mf:bce+tuned"], seeds=[0], device="cpu",
+                     progress=False)["done"] == 1
+    last = json.loads((out / "ml100k__mf__bce+tuned__seed0.json").read_text())
+    assert "reused_trial" not in last["fit"] and len(spy.fits) == 3 and last["metrics"] == rec["metrics"]
 
 
 def test_a_killed_tune_resumes_without_repeating_finished_trials(tmp_path, monkeypatch):

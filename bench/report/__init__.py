@@ -27,19 +27,30 @@ from bench.report.stats import MISSING, fmt_cell, mean_ci
 from bench.report import tables
 
 log = logging.getLogger("bench")
+__all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
 
 
-_NUMBER = re.compile(r"[+\-−]?[\d,]*\.?\d+(e[+\-]?\d+)?|–")  # a plain number cell, or the missing mark
+# a number cell: a number, maybe "± half-width" and a parenthesised note ("0.6490 ± 0.0166 (n=3)")
+_NUMBER = re.compile(r"[+\-−]?[\d,]*\.?\d+(e[+\-]?\d+)?( ± [\d.,]+)?( \([^()]*\))?", re.IGNORECASE)
+_BLANK = ("", "–", "n/a")  # missing or empty cells fit any column
+
+
+def _plain(cell: Any) -> str:
+    """The cell without its bold markup (Markdown ``**x**``, LaTeX ``\\textbf{x}``) and footnote marks."""
+    text = re.sub(r"[†‡§¶]+$", "", str(cell).strip())
+    return re.sub(r"^\\textbf\{(.*)\}$", r"\1", text.strip("*")).strip()
 
 
 def tabulate(body: list, headers: list, tablefmt: str) -> str:
     """A table of the cells exactly as the renderers wrote them (tabulate's number parsing would
-    rewrite "0.6410" as 0.641 and "+0.0080" as 0.008); columns of plain numbers align right."""
+    rewrite "0.6410" as 0.641 and "+0.0080" as 0.008); columns of numbers align right."""
     width = max((len(row) for row in body), default=len(headers))
-    align = ["right" if body and all(_NUMBER.fullmatch(str(row[i]).strip()) for row in body if i < len(row))
-             and not all(str(row[i]).strip() == "–" for row in body if i < len(row)) else "left" for i in range(width)]
+    align = []
+    for i in range(width):
+        cells = [_plain(row[i]) for row in body if i < len(row)]
+        filled = [c for c in cells if c not in _BLANK]
+        align.append("right" if filled and all(_NUMBER.fullmatch(c) for c in filled) else "left")
     return _tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
-__all__ = ["load_frame", "render_all", "fmt_cell", "mean_ci", "MISSING"]
 
 
 def check_fingerprints(df: pd.DataFrame, suite: str) -> None:
