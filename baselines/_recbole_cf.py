@@ -200,7 +200,7 @@ class RecBoleCF(Method):
         import torch
 
         from bench.config import config_dict
-        from bench.llm import saved
+        from bench import trained_state as saved
 
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         if saved.max_bytes() < sum(t.numel() * t.element_size() for t in weights.values()):
@@ -220,7 +220,7 @@ class RecBoleCF(Method):
         import torch
 
         from bench.errors import BenchError
-        from bench.llm import saved
+        from bench import trained_state as saved
 
         manifest = saved.read_manifest(directory)
         if manifest.get("split_fingerprint") != self.ctx.split_fingerprint:

@@ -170,7 +170,7 @@ def rebuild_split(record: Any, data_dir: str | None = None) -> Any:
 
 def state_dir(record: Any) -> Path:
     """The saved trained state a run record names; BenchError where it names none or it is gone."""
-    from bench.llm import saved
+    from bench import trained_state as saved
 
     key = record.key
     state = record.artifacts.get("trained_state")
@@ -191,7 +191,7 @@ def restore(record: Any, split: Any, device: str = "cpu", work_dir: Path | None 
     import tempfile
 
     from bench.config import build_config
-    from bench.llm import saved
+    from bench import trained_state as saved
     from bench.method import RunContext
     from bench.registry import get_method
 

@@ -273,7 +273,7 @@ def code_digest() -> str:
 
 
 def _manifest_digest(state: Path) -> str | None:
-    from bench.llm import saved
+    from bench import trained_state as saved
 
     try:
         return hashlib.sha256((Path(state) / saved.MANIFEST).read_bytes()).hexdigest()
