@@ -18,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -153,7 +155,7 @@ class Repeat(Exception):
     """A trial whose configuration an earlier (or running) trial of the study already has."""
 
 
-MAX_REPEATS = 50  # repeated draws in a row after which a tuner takes the space as exhausted
+MAX_REPEATS = 50  # repeated draws in a row after which a tuner stops whatever the space holds (a guard)
 
 
 def _twin(trial, params: dict[str, Any]) -> int | None:  # noqa: ANN001
@@ -163,6 +165,20 @@ def _twin(trial, params: dict[str, Any]) -> int | None:  # noqa: ANN001
         if t.number != trial.number and t.state.name in (*_SPENT, "RUNNING") and t.params == params:
             return t.number
     return None
+
+
+def _untried(study, space: dict[str, list[Any]]) -> list[dict[str, Any]]:  # noqa: ANN001
+    """The configurations of ``space`` no trial of the study has (finished, pruned, running or
+    queued), in the space's order; a space too large to list is sampled (2,000 draws)."""
+    taken = [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(deepcopy=False)
+             if t.state.name in (*_SPENT, "RUNNING", "WAITING")]
+    keys = list(space)
+    if math.prod(len(v) for v in space.values()) <= 100_000:
+        combos = [dict(zip(keys, values)) for values in itertools.product(*space.values())]
+    else:
+        rng = random.Random(0)
+        combos = [{k: rng.choice(space[k]) for k in keys} for _ in range(2000)]
+    return [c for c in combos if c not in taken]
 
 
 def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any, device: str, progress: bool,
@@ -184,12 +200,18 @@ def _objective(suite: Suite, dataset: str, spec: RunSpec, base: Any, split: Any,
         if twin is not None:
             # A configuration already tried (or running in a parallel tuner, whose seeded sampler
             # drew the same) is not trained again: the trial fails, which spends no budget and
-            # which the sampler ignores. A space that has run dry stops the search.
+            # which the sampler ignores. TPE keeps redrawing its favourite in a small space, so
+            # the next trial takes a seeded random untried configuration instead (the budget is
+            # spent on distinct ones); a space with none left stops the search.
             trial.set_user_attr("repeat_of", twin)
             repeats[0] += 1
-            if repeats[0] >= MAX_REPEATS:
-                log.warning("%s: %d repeated configurations in a row; the space looks exhausted", trial.study.study_name,
-                            repeats[0])
+            left = _untried(trial.study, space)
+            if left:
+                pick = random.Random(f"{suite.tuning.seed}/{trial.number}").choice(left)
+                trial.study.enqueue_trial(pick, skip_if_exists=True)
+            if not left or repeats[0] >= MAX_REPEATS:
+                log.warning("%s: no untried configuration is left in the space; the search stops",
+                            trial.study.study_name)
                 trial.study.stop()
             raise Repeat(f"trial {trial.number} repeats trial {twin}")
         repeats[0] = 0

@@ -275,18 +275,31 @@ def test_a_method_may_prune_harder_but_keeps_the_suites_budget(tmp_path, monkeyp
 
 def test_a_repeated_configuration_is_not_trained_again_nor_spends_budget(tmp_path, monkeypatch):
     """TPE redraws configurations in a small space (and two parallel tuners' seeded samplers draw
-    the same first ones): a repeat fails without training, spends nothing, and an exhausted space
-    stops the search instead of looping."""
+    the same first ones): a repeat fails without training and spends nothing, and a space with no
+    untried configuration left stops the search instead of looping."""
     path = _suite(tmp_path, trials=3, space="{embedding_size: [8, 16], learning_rate: [1.0e-2], weight_decay: [0.0]}")
     Path(path).write_text(Path(path).read_text().replace("sampler: grid", "sampler: tpe"))
-    monkeypatch.setattr(tuning, "MAX_REPEATS", 5)
     spy = _Spy(monkeypatch)
     (info,) = tuning.tune_suite(path, results_dir=tmp_path / "results", device="cpu")
     assert len(spy.fits) == 2 and {c.embedding_size for _, c in spy.fits} == {8, 16}  # each config once
     assert info["complete"] == 2 and len(info["trials"]) == 2  # repeats are not listed as spent trials
     study = tuning.open_study(tmp_path / "results", load_suite(path), "ml100k", load_suite(path).runs[1], create=False)
     repeats = [t for t in study.get_trials() if "repeat_of" in t.user_attrs]
-    assert len(repeats) == 5 and all(t.state.name == "FAIL" for t in repeats)
+    assert 1 <= len(repeats) < tuning.MAX_REPEATS and all(t.state.name == "FAIL" for t in repeats)
+
+
+def test_the_budget_is_spent_on_distinct_configurations_though_the_sampler_keeps_redrawing(tmp_path, monkeypatch):
+    """After a repeat the next trial takes a seeded random untried configuration: TPE's habit of
+    redrawing its favourite in a small space never ends a search short of its budget."""
+    space = "{embedding_size: [8, 16], learning_rate: [1.0e-2, 1.0e-3, 1.0e-4], weight_decay: [0.0]}"
+    path = _suite(tmp_path, trials=6, space=space)
+    Path(path).write_text(Path(path).read_text().replace("sampler: grid", "sampler: tpe"))
+    monkeypatch.setattr(tuning, "MAX_REPEATS", 2)  # redraws alone would end it at the second repeat in a row
+    spy = _Spy(monkeypatch)
+    (info,) = tuning.tune_suite(path, results_dir=tmp_path / "results", device="cpu")
+    points = {(c.embedding_size, c.learning_rate) for _, c in spy.fits}
+    assert len(spy.fits) == 6 and len(points) == 6  # the whole space, each point once
+    assert info["complete"] == 6 and len(info["trials"]) == 6
 
 
 def test_another_suite_takes_a_tuned_configuration_with_its_own_seeds(tmp_path):
